@@ -1,0 +1,228 @@
+"""config.yaml -> typed, validated settings.
+
+The file is read once into frozen dataclasses. Every mistake (unknown key, wrong type, value out of
+range, unreadable YAML) becomes a ConfigError whose one-line message names the file, the key and
+what is allowed. Missing keys take the defaults below; command-line flags override afterwards.
+Relative paths are resolved against the folder that holds the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+def _opt(default, *, low=None, high=None, choices=None, kind=None):
+    """A dataclass field carrying its validation rule: numeric range, allowed choices, value kind."""
+    meta = {"low": low, "high": high, "choices": choices, "kind": kind}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = _opt(16000, choices=[16000])
+    window_s: float = _opt(1.0, choices=[1.0])
+    hop_s: float = _opt(1.0, low=0.1, high=1.0)
+    device: str | int | None = _opt(None, kind="device")
+    block_size: int = _opt(1600, low=64, high=16000)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str | None = _opt(None, kind="path")
+    device: str = _opt("auto", choices=["auto", "cpu", "cuda"])
+    vad: bool = _opt(True)
+    vad_threshold: float = _opt(0.5, low=0.0, high=1.0)
+    batch_size: int = _opt(64, low=1, high=4096)
+    threads: int = _opt(0, low=0, high=256)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    smoothing_windows: int = _opt(5, low=1, high=600)
+    smoothing: str = _opt("median", choices=["median", "max", "mean"])
+    capacity_limit: int = _opt(0, low=0, high=1000)
+    venue: str = _opt("My venue")
+    queue_seconds: float = _opt(30.0, low=1.0, high=3600.0)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: str = _opt("~/.local/share/occupancy/occupancy.db", kind="path")
+    retention_days: int = _opt(0, low=0, high=36500)
+    flush_interval_s: float = _opt(1.0, low=0.05, high=60.0)
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    refresh_hz: float = _opt(2.0, low=0.1, high=30.0)
+    history_minutes: int = _opt(10, low=1, high=240)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpora: list[str] = _opt(
+        ["../shared/data/librispeech-mini", "../shared/data/speechocean762-train"], kind="paths"
+    )
+    noise: list[str] = _opt(["../shared/data/noise"], kind="paths")
+    recipe: str = _opt("realistic", choices=["realistic", "seed"])
+    max_speakers: int = _opt(3, low=1, high=10)
+    seed: int = _opt(0, low=0, high=2**31 - 1)
+    cache_mb: int = _opt(512, low=16, high=65536)
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    source: str = "built-in defaults"
+
+
+_SECTION_CLASSES = {
+    "audio": AudioConfig,
+    "model": ModelConfig,
+    "monitor": MonitorConfig,
+    "storage": StorageConfig,
+    "dashboard": DashboardConfig,
+    "data": DataConfig,
+}
+
+
+def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The file to read: --config, else $OCCUPANCY_CONFIG, else ./config.yaml; None means defaults."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    env = os.environ.get("OCCUPANCY_CONFIG")
+    if env:
+        return find_config_file(env)
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config file (see find_config_file); missing keys take defaults."""
+    file = find_config_file(path)
+    if file is None:
+        return Config()
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{file}: invalid YAML{where}: {problem}") from None
+    return config_from_dict(raw, file)
+
+
+def config_from_dict(raw: Any, file: Path | None = None) -> Config:
+    """Validate a parsed YAML document into a Config; relative paths are resolved against `file`."""
+    name = str(file) if file else "config"
+    base = file.resolve().parent if file else Path.cwd()
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: top level must be a mapping of sections ({', '.join(_SECTION_CLASSES)})")
+    sections = {}
+    for key, value in raw.items():
+        if key not in _SECTION_CLASSES:
+            raise ConfigError(f"{name}: unknown section '{key}' (allowed: {', '.join(_SECTION_CLASSES)})")
+        sections[key] = _build_section(name, base, key, _SECTION_CLASSES[key], value)
+    return Config(**sections, source=name)
+
+
+def _build_section(name: str, base: Path, section: str, cls, raw: Any):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: {section}: must be a mapping of settings")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{name}: unknown key '{section}.{key}' (allowed: {', '.join(fields)})"
+            )
+        values[key] = _check_value(name, base, f"{section}.{key}", fields[key], value)
+    return cls(**values)
+
+
+def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: Any) -> Any:
+    meta = f.metadata
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    kind = meta.get("kind")
+
+    def fail(allowed: str):
+        raise ConfigError(f"{name}: {key}: {allowed}, got {value!r}")
+
+    if kind == "device":
+        if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
+            return value
+        fail("must be an input device name, index, or null")
+    if kind == "path":
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str) or not value:
+            fail("must be a path (a string)")
+        return _resolve(base, value)
+    if kind == "paths":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            fail("must be a list of paths")
+        return [_resolve(base, v) for v in value]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            fail("must be true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("must be an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("must be a number")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            fail("must be a string")
+    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if choices is not None and value not in choices:
+        fail(f"must be one of {', '.join(map(str, choices))}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        fail(f"must be between {low} and {high}")
+    return value
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(os.path.expanduser(value))
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def override(config: Config, section: str, **values: Any) -> Config:
+    """Apply command-line flags (None means 'not given') on top of the file's settings."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return config
+    current = getattr(config, section)
+    fields = {f.name: f for f in dataclasses.fields(current)}
+    checked = {
+        k: _check_value("command line", Path.cwd(), f"--{k.replace('_', '-')}", fields[k], v)
+        for k, v in given.items()
+    }
+    return dataclasses.replace(config, **{section: dataclasses.replace(current, **checked)})

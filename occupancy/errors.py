@@ -1,0 +1,27 @@
+"""Errors a user can cause and fix: the CLI prints them as one line, never a traceback."""
+
+
+class OccupancyError(Exception):
+    """A problem with the user's input, files or machine; `exit_code` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class ConfigError(OccupancyError):
+    """config.yaml cannot be read, or a setting is unknown, of the wrong type or out of range."""
+
+
+class AudioError(OccupancyError):
+    """An audio file is missing, empty, corrupt or not audio at all."""
+
+
+class ModelError(OccupancyError):
+    """A model file is missing, does not match its metadata, or cannot be loaded safely."""
+
+
+class DeviceError(OccupancyError):
+    """The audio input device is missing, busy, or PortAudio is not installed."""
+
+
+class StorageError(OccupancyError):
+    """The SQLite log cannot be opened or written (read-only, locked, disk full)."""
