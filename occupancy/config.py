@@ -19,6 +19,8 @@ import yaml
 from .errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.yaml"
+# Default paths (corpora, database) are relative to the project folder, where the shipped config.yaml lives.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _opt(default, *, low=None, high=None, choices=None, kind=None):
@@ -121,7 +123,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read and validate the config file (see find_config_file); missing keys take defaults."""
     file = find_config_file(path)
     if file is None:
-        return Config()
+        return config_from_dict({}, None)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -136,17 +138,18 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 def config_from_dict(raw: Any, file: Path | None = None) -> Config:
     """Validate a parsed YAML document into a Config; relative paths are resolved against `file`."""
-    name = str(file) if file else "config"
+    name = str(file) if file else "built-in defaults"
     base = file.resolve().parent if file else Path.cwd()
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: top level must be a mapping of sections ({', '.join(_SECTION_CLASSES)})")
-    sections = {}
-    for key, value in raw.items():
+    for key in raw:
         if key not in _SECTION_CLASSES:
             raise ConfigError(f"{name}: unknown section '{key}' (allowed: {', '.join(_SECTION_CLASSES)})")
-        sections[key] = _build_section(name, base, key, _SECTION_CLASSES[key], value)
+    sections = {
+        key: _build_section(name, base, key, cls, raw.get(key)) for key, cls in _SECTION_CLASSES.items()
+    }
     return Config(**sections, source=name)
 
 
@@ -163,6 +166,10 @@ def _build_section(name: str, base: Path, section: str, cls, raw: Any):
                 f"{name}: unknown key '{section}.{key}' (allowed: {', '.join(fields)})"
             )
         values[key] = _check_value(name, base, f"{section}.{key}", fields[key], value)
+    for key, f in fields.items():
+        if key not in values and f.metadata.get("kind") in ("path", "paths") and f.default is not None:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            values[key] = _check_value("defaults", PROJECT_DIR, key, f, default)
     return cls(**values)
 
 

@@ -1,0 +1,88 @@
+"""`occupancy classify`: count speakers in each 1-s window of recorded files.
+
+The `--json` output is one object per line and is read by outside evaluation scripts, so its keys
+are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from itertools import islice
+
+import numpy as np
+
+from .audio import Window, file_windows, find_audio_files
+from .config import Config, override
+from .errors import AudioError, OccupancyError
+
+log = logging.getLogger(__name__)
+
+
+def count_label(count: int, classes: list[int]) -> str:
+    """'3+' for the top class, which means 'that many or more'."""
+    return f"{count}+" if count == classes[-1] else str(count)
+
+
+def batched(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+    while batch := list(islice(windows, size)):
+        yield batch
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="count speakers in each 1-s window of WAV/FLAC files",
+        description="Print one line per 1-s window with the number of people speaking at once.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched for *.wav, *.flac)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (stable format)")
+    p.add_argument("--model", metavar="M", help="model file (default: the shipped counter)")
+    p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: audio.hop_s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: model.device)")
+    p.add_argument("--no-vad", action="store_true", help="skip the voice-activity stage")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from .models import load_counter
+
+    config = override(config, "audio", hop_s=args.hop)
+    config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None)
+    files = find_audio_files(args.paths)
+    if not files:
+        raise AudioError(f"{', '.join(args.paths)}: no .wav or .flac files found")
+    counter = load_counter(
+        config.model.path, device=config.model.device, vad=config.model.vad,
+        vad_threshold=config.model.vad_threshold, threads=config.model.threads,
+    )
+    failures = 0
+    for path in files:
+        try:
+            windows = file_windows(path, config.audio.window_s, config.audio.hop_s)
+            for batch in batched(windows, config.model.batch_size):
+                probs = counter.predict(np.stack([w.samples for w in batch]))
+                for window, p in zip(batch, probs):
+                    print_window(str(path), window, p, counter.classes, args.json)
+        except OccupancyError as exc:
+            print(f"occupancy: error: {exc}", file=sys.stderr)
+            failures += 1
+    return 2 if failures else 0
+
+
+def print_window(path: str, window: Window, probs: np.ndarray, classes: list[int], as_json: bool) -> None:
+    count = classes[int(np.argmax(probs))]
+    if as_json:
+        print(json.dumps({
+            "path": path,
+            "start_s": round(window.start_s, 3),
+            "end_s": round(window.end_s, 3),
+            "count": count,
+            "probabilities": [round(float(x), 4) for x in probs],
+        }))
+    else:
+        bars = " ".join(f"{c}:{float(x):.2f}" for c, x in zip(classes, probs))
+        print(f"{path}  {window.start_s:7.2f}-{window.end_s:7.2f} s  count {count_label(count, classes):>2}  ({bars})")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up occupancy on a fresh Debian machine with Python 3.11: the PortAudio system library (for the
+# microphone), a virtual environment in .venv, and the package with its test tools. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2'; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing libportaudio2 (PortAudio, for microphone capture) with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libportaudio2 >/dev/null
+    else
+        echo "setup: libportaudio2 is missing and this is not root: run 'sudo apt-get install libportaudio2'" \
+             "for microphone capture (files and the demo replay work without it)" >&2
+    fi
+fi
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+    echo "setup: Python 3.11 or newer is needed, $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+    exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+echo "setup: installing occupancy and its dependencies into .venv (first run takes a few minutes)"
+if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".[test]" >.venv/pip.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip.log | tail -n 20 >&2
+    echo "setup: pip install failed (full log: .venv/pip.log)" >&2
+    exit 1
+fi
+.venv/bin/python -c 'import occupancy, torch, torchaudio' || { echo "setup: installed packages do not import" >&2; exit 1; }
+echo "setup: ready (.venv/bin/occupancy)"
