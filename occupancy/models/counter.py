@@ -1,0 +1,133 @@
+"""The shipped counter: a voice-activity gate (silero-vad) in front of the count network.
+
+How the two stages combine, for each 1-s window:
+1. silero-vad scores each of the window's 31 frames of 512 samples (its state reset at the window's
+   start); the window's speech probability is the highest frame score.
+2. If that is below `vad_threshold`, nobody is speaking: the window's probabilities are exactly
+   one-hot on count 0.
+3. Otherwise the count network's softmax is returned unchanged (it may still say 0).
+Why: count networks trained on synthetic zeros call most real silent seconds "someone speaks";
+a VAD gate fixes that (see the issue's figures) while letting the network decide 1, 2 or 3+.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .io import load_model
+
+log = logging.getLogger(__name__)
+
+WINDOW = 16000
+VAD_FRAME = 512
+
+
+def default_model_path() -> Path:
+    """<repo>/models/counter.safetensors: the default model the monitor and classify use."""
+    return Path(__file__).resolve().parents[2] / "models" / "counter.safetensors"
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+class SpeechGate:
+    """silero-vad over batches of 1-s windows: one speech probability per window (max over frames)."""
+
+    def __init__(self):
+        threads = torch.get_num_threads()
+        from silero_vad import load_silero_vad  # its import sets torch to 1 thread: undo that
+
+        torch.set_num_threads(threads)
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = load_silero_vad()
+
+    def speech_probability(self, windows: torch.Tensor) -> torch.Tensor:
+        self.model.reset_states()
+        frames = windows.shape[1] // VAD_FRAME
+        scores = [self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000) for i in range(frames)]
+        return torch.cat(scores, dim=1).amax(dim=1)
+
+
+class Counter:
+    """A loaded model ready to count: `predict(windows [B, 16000]) -> probabilities [B, classes]`."""
+
+    def __init__(self, model, metadata: dict, name: str, device: torch.device,
+                 gate: SpeechGate | None, vad_threshold: float, batch_size: int = 256):
+        self.model = model.to(device).eval()
+        self.metadata = metadata
+        self.name = name
+        self.classes = [int(c) for c in metadata["classes"]]
+        self.device = device
+        self.gate = gate
+        self.vad_threshold = vad_threshold
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # silero-vad keeps state between calls: one batch at a time
+
+    @property
+    def vad(self) -> bool:
+        return self.gate is not None
+
+    def _check(self, windows: np.ndarray) -> torch.Tensor:
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[1] != WINDOW:
+            raise ValueError(f"expected windows of shape [B, {WINDOW}], got {list(windows.shape)}")
+        return torch.from_numpy(np.ascontiguousarray(windows))
+
+    def count_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """The count network alone (no VAD gate): softmax [B, classes]."""
+        x = self._check(windows)
+        out = []
+        with torch.inference_mode():
+            for batch in torch.split(x, self.batch_size):
+                logits = self.model(batch.to(self.device))
+                logits = logits[0] if isinstance(logits, tuple) else logits
+                out.append(torch.softmax(logits.float(), dim=1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def speech_probability(self, windows: np.ndarray) -> np.ndarray:
+        """The VAD stage alone: each window's highest 32-ms speech probability [B]."""
+        if self.gate is None:
+            raise RuntimeError("this counter was loaded with vad=False")
+        x = self._check(windows)
+        with torch.inference_mode(), self._lock:
+            out = [self.gate.speech_probability(b) for b in torch.split(x, self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0."""
+        probs = self.count_probabilities(windows)
+        if self.gate is not None and len(probs):
+            silent = self.speech_probability(windows) < self.vad_threshold
+            probs[silent] = 0.0
+            probs[silent, 0] = 1.0
+        return probs.astype(np.float32)
+
+
+def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
+                 vad_threshold: float = 0.5, threads: int = 0) -> Counter:
+    """Load a model file (default: models/counter.safetensors) as a Counter; `threads` 0 keeps torch's."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    weights = Path(path) if path is not None else default_model_path()
+    if path is None and not weights.is_file():
+        raise ModelError(
+            "no trained model is installed (expected models/counter.safetensors); train one with `occupancy train`"
+        )
+    model, metadata = load_model(weights)
+    chosen = pick_device(device)
+    gate = SpeechGate() if vad else None
+    log.debug("counter %s on %s, vad=%s", weights.stem, chosen, vad)
+    return Counter(model, metadata, weights.stem, chosen, gate, vad_threshold)
