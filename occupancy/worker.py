@@ -1,0 +1,174 @@
+"""The inference worker: a thread that turns timed 1-s windows into count events.
+
+It takes every window already waiting (up to `model.batch_size`) in one batch, so it catches up
+when it falls behind instead of lagging further. The counter is anything with the interface of
+`occupancy.models.load_counter()`'s result: `predict(float32 [B, 16000]) -> [B, classes]`
+probabilities, classes ordered 0, 1, 2, 3+ speakers, plus `name` and `device`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, level_dbfs
+
+log = logging.getLogger(__name__)
+
+
+class Counter(Protocol):
+    name: str
+    classes: list
+    device: str
+
+    def predict(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TimedWindow:
+    """A 1-s window placed in time: what capture hands the worker."""
+
+    start: datetime  # UTC
+    samples: np.ndarray  # float32 [16000] at 16 kHz
+    seconds: float  # time this window accounts for in the log: the hop
+    captured_at: float  # time.monotonic() when its last sample arrived
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=len(self.samples) / SAMPLE_RATE)
+
+
+@dataclass(frozen=True)
+class CountEvent:
+    """One counted window: what the log stores and the dashboard shows."""
+
+    start: datetime  # UTC, window start
+    end: datetime  # UTC, window end
+    seconds: float  # time this window accounts for (the hop)
+    count: int  # most likely class: 0, 1, 2 or 3 (3 means "3 or more")
+    probabilities: tuple[float, ...]  # one per class of the counter
+    smoothed: float  # smoothing (median|max|mean) over the last `monitor.smoothing_windows` counts
+    level_dbfs: float  # input level of the window
+    latency_ms: float  # window's last sample captured -> count computed
+    captured_at: float  # time.monotonic() when the window's last sample arrived
+
+
+_SMOOTHERS: dict[str, Callable[[deque], float]] = {
+    "median": statistics.median,
+    "max": max,
+    "mean": statistics.fmean,
+}
+
+
+class Smoother:
+    """Median, max or mean of the last n counts: steadier occupancy than single windows."""
+
+    def __init__(self, method: str = "median", n: int = 5):
+        if method not in _SMOOTHERS:
+            raise ValueError(f"smoothing must be one of {', '.join(_SMOOTHERS)}, got {method!r}")
+        self._reduce = _SMOOTHERS[method]
+        self._recent: deque[int] = deque(maxlen=n)
+
+    def add(self, count: int) -> float:
+        self._recent.append(count)
+        return float(self._reduce(self._recent))
+
+
+class Worker:
+    """Consumes TimedWindows (None ends the stream) and calls `emit` with each CountEvent, in order.
+
+    An exception from the counter stops the worker; it is kept in `error` for the pipeline.
+    """
+
+    def __init__(
+        self,
+        counter: Counter,
+        windows: queue.Queue,
+        emit: Callable[[CountEvent], None],
+        *,
+        batch_size: int = 64,
+        smoothing: str = "median",
+        smoothing_windows: int = 5,
+    ):
+        self.counter = counter
+        self.windows = windows
+        self.emit = emit
+        self.batch_size = batch_size
+        self.smoother = Smoother(smoothing, smoothing_windows)
+        self.error: Exception | None = None
+        self.largest_batch = 0
+        self._thread = threading.Thread(target=self._run, name="occupancy-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            ended = False
+            while not ended:
+                batch, ended = self._next_batch()
+                if batch:
+                    self._count(batch)
+        except Exception as exc:  # noqa: BLE001 - any model failure must reach the pipeline, not vanish
+            log.error("inference failed: %s", exc)
+            self.error = exc
+            self._drain()
+
+    def _next_batch(self) -> tuple[list[TimedWindow], bool]:
+        """Block for one window, then take whatever else is already waiting."""
+        first = self.windows.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < self.batch_size:
+            try:
+                item = self.windows.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _count(self, batch: list[TimedWindow]) -> None:
+        self.largest_batch = max(self.largest_batch, len(batch))
+        probs = np.asarray(self.counter.predict(np.stack([w.samples for w in batch])), dtype=np.float64)
+        if probs.shape != (len(batch), len(self.counter.classes)):
+            raise ValueError(f"counter returned shape {probs.shape} for {len(batch)} windows")
+        done = time.monotonic()
+        for window, p in zip(batch, probs):
+            count = int(np.argmax(p))
+            self.emit(
+                CountEvent(
+                    start=window.start,
+                    end=window.end,
+                    seconds=window.seconds,
+                    count=count,
+                    probabilities=tuple(float(x) for x in p),
+                    smoothed=self.smoother.add(count),
+                    level_dbfs=level_dbfs(window.samples),
+                    latency_ms=(done - window.captured_at) * 1000.0,
+                    captured_at=window.captured_at,
+                )
+            )
+
+    def _drain(self) -> None:
+        """After a failure keep taking windows so capture never blocks on a full queue."""
+        while self.windows.get() is not None:
+            pass
