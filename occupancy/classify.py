@@ -17,7 +17,7 @@ import numpy as np
 
 from .audio import Window, file_windows, find_audio_files
 from .config import Config, override
-from .errors import AudioError, OccupancyError
+from .errors import AudioError
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,20 @@ def run(args: argparse.Namespace, config: Config) -> int:
     files = find_audio_files(args.paths)
     if not files:
         raise AudioError(f"{', '.join(args.paths)}: no .wav or .flac files found")
-    counter = load_counter(
-        config.model.path, device=config.model.device, vad=config.model.vad,
-        vad_threshold=config.model.vad_threshold, threads=config.model.threads,
-    )
+    counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
     failures = 0
     for path in files:
         try:
             windows = file_windows(path, config.audio.window_s, config.audio.hop_s)
             for batch in batched(windows, config.model.batch_size):
+                counter = counter or load_counter(
+                    config.model.path, device=config.model.device, vad=config.model.vad,
+                    vad_threshold=config.model.vad_threshold, threads=config.model.threads,
+                )
                 probs = counter.predict(np.stack([w.samples for w in batch]))
                 for window, p in zip(batch, probs):
                     print_window(str(path), window, p, counter.classes, args.json)
-        except OccupancyError as exc:
+        except AudioError as exc:
             print(f"occupancy: error: {exc}", file=sys.stderr)
             failures += 1
     return 2 if failures else 0

@@ -1,0 +1,127 @@
+"""The `occupancy` console command: help, version, subcommands, classify on real audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from occupancy import __version__
+from occupancy.cli import COMMAND_MODULES, main
+from occupancy.models import default_model_path
+from occupancy.sample import SAMPLE_AUDIO, load_truth
+
+needs_model = pytest.mark.skipif(
+    not default_model_path().exists(), reason="no trained model shipped in models/ yet"
+)
+
+
+def occupancy(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console script, as a user would."""
+    exe = shutil.which("occupancy", path=str(Path(sys.executable).parent)) or "occupancy"
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_lists_every_subcommand():
+    proc = occupancy("--help")
+    assert proc.returncode == 0
+    for module in COMMAND_MODULES:
+        __import__(module)
+    for name in ("classify",):
+        assert name in proc.stdout
+
+
+def test_version():
+    proc = occupancy("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"occupancy {__version__}"
+
+
+def test_subcommand_help():
+    proc = occupancy("classify", "--help")
+    assert proc.returncode == 0 and "--json" in proc.stdout and "--hop" in proc.stdout
+
+
+def test_unknown_subcommand_is_a_usage_error():
+    proc = occupancy("frobnicate")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        (b"", "empty file (0 bytes)"),
+        (b"not audio at all\n" * 20, "not a readable audio file"),
+    ],
+)
+def test_classify_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "input.wav"
+    if content is not None:
+        path.write_bytes(content)
+    code = main(["classify", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln]
+    assert lines[-1].startswith("occupancy: error: ") and message in lines[-1]
+    assert "Traceback" not in err
+
+
+def test_classify_folder_without_audio(tmp_path, capsys):
+    assert main(["classify", str(tmp_path)]) == 2
+    assert "no .wav or .flac files found" in capsys.readouterr().err
+
+
+def test_classify_without_model_says_so(tmp_path, capsys):
+    sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    assert main(["classify", str(tmp_path / "a.wav"), "--model", str(tmp_path / "none.safetensors")]) == 2
+    assert "none.safetensors" in capsys.readouterr().err
+
+
+@needs_model
+def test_classify_json_on_the_sample_follows_the_stable_format(capsys):
+    assert main(["classify", str(SAMPLE_AUDIO), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    truth = load_truth()
+    assert len(rows) == len(truth)
+    for second, row in enumerate(rows):
+        assert set(row) == {"path", "start_s", "end_s", "count", "probabilities"}
+        assert row["path"] == str(SAMPLE_AUDIO)
+        assert (row["start_s"], row["end_s"]) == (second, second + 1)
+        assert abs(sum(row["probabilities"]) - 1) < 1e-3
+        assert row["count"] == int(np.argmax(row["probabilities"]))
+    correct = sum(r["count"] == t for r, t in zip(rows, truth))
+    silent_right = sum(r["count"] == 0 for r, t in zip(rows, truth) if t == 0)
+    assert correct / len(truth) >= 0.6, f"{correct}/{len(truth)} windows right"
+    assert silent_right / truth.count(0) >= 0.8  # nobody speaking stays 0, dishes and typing included
+
+
+@needs_model
+def test_classify_text_hop_and_bad_file_among_good(tmp_path, capsys):
+    good = tmp_path / "good.flac"
+    sf.write(good, sf.read(SAMPLE_AUDIO)[0][: 3 * 16000], 16000)
+    (tmp_path / "bad.wav").write_bytes(b"junk" * 100)
+    code = main(["classify", str(tmp_path), "--hop", "0.5"])
+    captured = capsys.readouterr()
+    assert code == 2  # one bad file: reported, the others still classified
+    assert "bad.wav: not a readable audio file" in captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == 5 and all(str(good) in ln and "count" in ln for ln in lines)
+
+
+@needs_model
+def test_console_script_classify_runs_end_to_end(tmp_path):
+    stereo48k = tmp_path / "stereo48k.wav"
+    x, _ = sf.read(SAMPLE_AUDIO, frames=2 * 16000, start=20 * 16000)
+    t = np.arange(len(x) * 3) / 48000.0
+    up = np.interp(t, np.arange(len(x)) / 16000.0, x)
+    sf.write(stereo48k, np.stack([up, up], axis=1), 48000, subtype="PCM_24")
+    proc = occupancy("classify", "--json", str(stereo48k), env={**os.environ})
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
