@@ -82,6 +82,8 @@ class DataConfig:
     max_speakers: int = _opt(3, low=1, high=10)
     seed: int = _opt(0, low=0, high=2**31 - 1)
     cache_mb: int = _opt(512, low=16, high=65536)
+    reverb_share: float = _opt(0.5, low=0.0, high=1.0)
+    rir_rooms: int = _opt(200, low=1, high=10000)
 
 
 @dataclass(frozen=True)
