@@ -50,8 +50,8 @@ class SpeechGate:
         from silero_vad import load_silero_vad  # its import sets torch to 1 thread: undo that
 
         torch.set_num_threads(threads)
-        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings():  # silero-vad's deprecation notices are not the user's concern
+            warnings.simplefilter("ignore")
             self.model = load_silero_vad()
 
     def speech_probability(self, windows: torch.Tensor) -> torch.Tensor:
@@ -64,11 +64,12 @@ class SpeechGate:
 class Counter:
     """A loaded model ready to count: `predict(windows [B, 16000]) -> probabilities [B, classes]`."""
 
-    def __init__(self, model, metadata: dict, name: str, device: torch.device,
+    def __init__(self, model, metadata: dict, path: Path, device: torch.device,
                  gate: SpeechGate | None, vad_threshold: float, batch_size: int = 256):
         self.model = model.to(device).eval()
         self.metadata = metadata
-        self.name = name
+        self.path = Path(path)
+        self.name = self.path.stem
         self.classes = [int(c) for c in metadata["classes"]]
         self.device = device
         self.gate = gate
@@ -130,4 +131,4 @@ def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool
     chosen = pick_device(device)
     gate = SpeechGate() if vad else None
     log.debug("counter %s on %s, vad=%s", weights.stem, chosen, vad)
-    return Counter(model, metadata, weights.stem, chosen, gate, vad_threshold)
+    return Counter(model, metadata, weights, chosen, gate, vad_threshold)

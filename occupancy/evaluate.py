@@ -1,0 +1,131 @@
+"""Measuring a counter: accuracy, per-count accuracy, confusion matrix and mean absolute count error.
+
+Test sets: mixtures drawn on the fly from the speaker-disjoint test split with a fixed seed (the
+realistic recipe dry and in simulated rooms, and the report's recipe), or any folder in the seed
+dataset's format (`Audio_<Set><k>.wav` files and `<Set>.csv` with a `Speakers` column).
+Every figure is given for the whole counter (VAD gate + network) and for the network alone, and the
+VAD stage's own figures (share of non-speech / speech windows it lets through) beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from .audio import read_audio
+from .config import Config
+from .errors import OccupancyError
+from .models.counter import WINDOW, Counter
+
+log = logging.getLogger(__name__)
+
+# name -> MixtureDataset arguments; the accuracy each must reach for the shipped default.
+TEST_SETS = {
+    "realistic dry": dict(recipe="realistic", reverb_share=0.0),
+    "realistic reverberant": dict(recipe="realistic", reverb_share=1.0),
+    "report recipe": dict(recipe="seed", reverb_share=0.0),
+}
+BARS = {"realistic dry": 0.93, "realistic reverberant": 0.88, "report recipe": 0.90}
+
+
+def score(predicted: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict:
+    """Accuracy, per-count accuracy, confusion (rows truth, columns predicted) and MAE of the count."""
+    top = classes[-1]
+    truth = np.minimum(truth, top)  # the last class means "that many or more"
+    confusion = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    per_count = {str(c): (float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None)
+                 for c in classes}
+    return {
+        "n": int(len(truth)),
+        "accuracy": float((predicted == truth).mean()) if len(truth) else None,
+        "per_count": per_count,
+        "mae": float(np.abs(predicted - truth).mean()) if len(truth) else None,
+        "confusion": confusion.tolist(),
+    }
+
+
+def mixture_windows(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
+                    max_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    """`length` fixed test mixtures (same seed, same windows every time) and their counts."""
+    from .data import MixtureDataset, load_splits
+
+    dataset = MixtureDataset(load_splits(config.data), split="test", recipe=recipe, length=length, seed=seed,
+                             fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+    audio, counts = [], []
+    for batch in DataLoader(dataset, batch_size=250, num_workers=1):
+        audio.append(batch["audio"].numpy())
+        counts.append(batch["count"].numpy())
+    return np.concatenate(audio), np.concatenate(counts)
+
+
+def folder_windows(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A seed-format folder: the first second of each `Audio_<Set><k>.wav` and row k's `Speakers`."""
+    folder = Path(folder)
+    tables = sorted(folder.glob("*.csv"))
+    if len(tables) != 1:
+        raise OccupancyError(f"{folder}: expected exactly one <Set>.csv table beside the Audio_<Set><k>.wav files, "
+                             f"found {len(tables)}")
+    table = tables[0]
+    with open(table, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "Speakers" not in rows[0]:
+        raise OccupancyError(f"{table}: needs a 'Speakers' column")
+    windows = np.zeros((len(rows), WINDOW), dtype=np.float32)
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for k, row in enumerate(rows):
+        samples = read_audio(folder / f"Audio_{table.stem}{k}.wav")[:WINDOW]
+        windows[k, : len(samples)] = samples
+        try:
+            counts[k] = int(row["Speakers"])
+        except ValueError:
+            raise OccupancyError(f"{table}: row {k + 1}: Speakers must be a whole number, got {row['Speakers']!r}") from None
+    return windows, counts
+
+
+def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) -> dict:
+    """Scores of the network alone and, when the counter has one, of the VAD-gated counter."""
+    network = counter.count_probabilities(windows)
+    result = {"network": score(network.argmax(1), counts, counter.classes)}
+    if counter.vad:
+        speech = counter.speech_probability(windows) >= counter.vad_threshold
+        gated = np.where(speech, network.argmax(1), 0)
+        result["counter"] = score(gated, counts, counter.classes)
+        silent = counts == 0
+        result["vad"] = {
+            "threshold": counter.vad_threshold,
+            "speech_rate_on_non_speech": float(speech[silent].mean()) if silent.any() else None,
+            "speech_rate_on_speech": float(speech[~silent].mean()) if (~silent).any() else None,
+        }
+    else:
+        result["counter"] = result["network"]
+    return result
+
+
+def _pct(value) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def format_report(name: str, results: dict[str, dict], classes: list[int]) -> str:
+    """The table `occupancy evaluate` prints: one line per test set, then each confusion matrix."""
+    heads = " ".join(f"{'n=' + str(c) + ('+' if c == classes[-1] else ''):>6}" for c in classes)
+    lines = [f"model {name}",
+             f"{'test set':<24}{'n':>6} {'counter':>7} {'network':>7} {'MAE':>5}  {heads}  {'VAD 0->sp':>9} {'VAD sp':>6}  bar"]
+    for set_name, r in results.items():
+        c, vad = r["counter"], r.get("vad", {})
+        per = " ".join(f"{_pct(c['per_count'][str(k)]):>6}" for k in classes)
+        bar = BARS.get(set_name)
+        verdict = "" if bar is None else f"{'PASS' if c['accuracy'] >= bar else 'FAIL'} (>= {100 * bar:.0f}%)"
+        lines.append(f"{set_name:<24}{c['n']:>6} {_pct(c['accuracy']):>7} {_pct(r['network']['accuracy']):>7} "
+                     f"{c['mae']:5.3f}  {per}  {_pct(vad.get('speech_rate_on_non_speech')):>9} "
+                     f"{_pct(vad.get('speech_rate_on_speech')):>6}  {verdict}")
+    for set_name, r in results.items():
+        lines.append(f"\nconfusion, {set_name} (rows: true count, columns: predicted)")
+        lines.append("      " + "".join(f"{c:>7}" for c in classes))
+        for c, row in zip(classes, r["counter"]["confusion"]):
+            lines.append(f"{c:>6}" + "".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)

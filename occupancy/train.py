@@ -1,0 +1,300 @@
+"""Training a counting network on fresh on-the-fly mixtures, on one CPU/GPU or under torchrun (DDP).
+
+One run writes into its folder: `metrics.csv` (per-epoch train/val loss and accuracy), `curves.png`,
+`checkpoint.pt` (last epoch: weights, optimiser, schedule; for --resume) and the best epoch by
+validation accuracy as `<name>.safetensors` + `<name>.json`. Under torchrun every process trains on
+its share of each batch (gloo on CPU, nccl on GPU); only rank 0 validates and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from .config import Config
+from .errors import OccupancyError
+from .models.architectures import build_model, count_parameters
+from .models.counter import pick_device
+from .models.io import save_model
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "minutes"]
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a run; recorded in the model's JSON as its recipe."""
+
+    arch: str = "melconv"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adam" (the report) or "adamw"
+    schedule: str = "onecycle"  # "onecycle" or "constant" (the report)
+    label_smoothing: float = 0.0
+    train_length: int = 8000  # fresh mixtures per epoch
+    val_length: int = 1500
+    recipe: str = "realistic"
+    reverb_share: float = 0.5
+    seed_share: float = 0.2  # share of each epoch drawn with the report's recipe
+    max_speakers: int = 3
+    sex_head: bool = False
+    patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
+    max_minutes: float = 0.0  # stop after the epoch that passes this; 0: no limit
+    seed: int = 0
+    workers: int = 1
+
+
+PRESETS = {
+    # The report: batch 32, Adam, lr 1e-4, 10 epochs, cross-entropy, its own recipe, no extras.
+    "report": dict(batch_size=32, optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="constant",
+                   epochs=10, recipe="seed", seed_share=0.0, reverb_share=0.0, patience=0),
+    "default": {},
+}
+
+
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _datasets(config: Config, s: TrainSettings):
+    """Fresh training mixtures (a `seed_share` of them by the report's recipe) and a fixed validation set."""
+    try:
+        from .data import MixtureDataset, load_splits
+    except ImportError as exc:
+        raise OccupancyError(f"the mixture dataset (occupancy.data) is not available: {exc}") from None
+    splits = load_splits(config.data)
+    parts = []
+    n_seed = int(round(s.train_length * s.seed_share)) if s.recipe != "seed" else 0
+    if s.train_length - n_seed > 0:
+        parts.append(MixtureDataset(splits, split="train", recipe=s.recipe, length=s.train_length - n_seed,
+                                    seed=s.seed, fresh=True, reverb_share=s.reverb_share,
+                                    max_speakers=s.max_speakers))
+    if n_seed:
+        parts.append(MixtureDataset(splits, split="train", recipe="seed", length=n_seed, seed=s.seed + 1,
+                                    fresh=True, reverb_share=s.reverb_share, max_speakers=s.max_speakers))
+    val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
+                         fresh=False, reverb_share=s.reverb_share, max_speakers=s.max_speakers)
+    return parts, val
+
+
+class _Epochs(ConcatDataset):
+    """Concatenated mixture datasets whose set_epoch reaches every part (fresh mixtures each epoch)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            part.set_epoch(epoch)
+
+
+def _loss(model_out, batch, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count loss (+ half the sex-composition loss when the model has that head) and count logits."""
+    if isinstance(model_out, tuple):
+        logits, sex = model_out
+        loss = criterion(logits, batch["count"])
+        loss = loss + 0.25 * (criterion(sex[:, 0], batch["females"]) + criterion(sex[:, 1], batch["males"]))
+        return loss, logits
+    return criterion(model_out, batch["count"]), model_out
+
+
+def validate(model: nn.Module, loader, device: torch.device) -> tuple[float, float]:
+    """Mean cross-entropy and count accuracy over a loader."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    total, loss_sum, correct = 0, 0.0, 0
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss, logits = _loss(model(batch["audio"]), batch, criterion)
+            loss_sum += float(loss)
+            correct += int((logits.argmax(1) == batch["count"]).sum())
+            total += len(logits)
+    return loss_sum / max(total, 1), correct / max(total, 1)
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train", "train"), ("val", "validation")):
+        ax_loss.plot(epochs, [r[f"{key}_loss"] for r in rows], marker="o", label=label)
+        ax_acc.plot(epochs, [r[f"{key}_acc"] for r in rows], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="count accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _write_rows(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: str,
+          resume: bool = False, device: str = "auto", threads: int = 0) -> Path:
+    """Run training; returns the best model's weights path (`out_dir/<name>.safetensors`)."""
+    s = settings
+    rank, world = _rank()
+    out = Path(out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(dev)
+    _seed_everything(s.seed + rank)
+
+    parts, val = _datasets(config, s)
+    train_set = _Epochs(parts)
+    if world > 1:
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=s.seed)
+    else:
+        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(s.seed))
+    loader_kw = dict(num_workers=s.workers, pin_memory=dev.type == "cuda")
+    per_rank = max(1, s.batch_size // world)
+    train_loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = DataLoader(val, batch_size=128, shuffle=False, **loader_kw)
+
+    model = build_model(s.arch, n_classes=s.max_speakers + 1, sex_head=s.sex_head,
+                        max_speakers=s.max_speakers, **s.arch_kwargs).to(dev)
+    plain = model
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    opt_cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    steps = s.epochs * len(train_loader)
+    if s.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, total_steps=steps, pct_start=0.15)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    criterion = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
+
+    ckpt_path = out / "checkpoint.pt"
+    csv_path = out / "metrics.csv"
+    start_epoch, best_acc, bad_epochs, minutes_before = 0, -1.0, 0, 0.0
+    rows: list[dict] = []
+    if resume:
+        if not ckpt_path.is_file():
+            raise OccupancyError(f"{ckpt_path}: no checkpoint to resume from")
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        plain.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_acc, bad_epochs = state["epoch"] + 1, state["best_acc"], state["bad_epochs"]
+        minutes_before = state["minutes"]
+        rows = [r for r in _read_rows(csv_path) if r["epoch"] < start_epoch]
+        log.info("resuming %s at epoch %d (best validation accuracy so far %.3f)", name, start_epoch + 1, best_acc)
+
+    if rank == 0:
+        log.info("training %s (%s, %s parameters) on %s, %d process(es), %d steps/epoch",
+                 name, s.arch, f"{count_parameters(plain):,}", dev, world, len(train_loader))
+    started = time.monotonic() - minutes_before * 60
+    best_path = out / f"{name}.safetensors"
+    for epoch in range(start_epoch, s.epochs):
+        train_set.set_epoch(epoch)
+        if world > 1:
+            sampler.set_epoch(epoch)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{s.epochs}", disable=rank != 0, leave=False,
+                   dynamic_ncols=True)
+        for batch in bar:
+            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            loss, logits = _loss(model(batch["audio"]), batch, criterion)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss) * len(logits)
+            correct += int((logits.argmax(1) == batch["count"]).sum())
+            seen += len(logits)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        stop = False
+        if rank == 0:
+            val_loss, val_acc = validate(plain, val_loader, dev)
+            minutes = (time.monotonic() - started) / 60
+            rows.append(dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                             val_loss=val_loss, val_acc=val_acc, lr=scheduler.get_last_lr()[0], minutes=minutes))
+            _write_rows(rows, csv_path)
+            _plot(rows, out / "curves.png")
+            log.info("epoch %d/%d: train loss %.3f acc %.3f | val loss %.3f acc %.3f | %.1f min",
+                     epoch + 1, s.epochs, rows[-1]["train_loss"], rows[-1]["train_acc"], val_loss, val_acc, minutes)
+            if val_acc > best_acc:
+                best_acc, bad_epochs = val_acc, 0
+                save_model(plain, best_path, _metadata(s, plain, config, epoch, val_acc, minutes))
+            else:
+                bad_epochs += 1
+            torch.save({"model": plain.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch, "best_acc": best_acc,
+                        "bad_epochs": bad_epochs, "minutes": minutes}, ckpt_path)
+            stop = (s.patience > 0 and bad_epochs >= s.patience) or (0 < s.max_minutes <= minutes)
+            if stop:
+                log.info("stopping after epoch %d (%s)", epoch + 1,
+                         "no better validation accuracy" if bad_epochs >= s.patience > 0 else "time budget spent")
+        if world > 1:
+            flag = [stop]
+            dist.broadcast_object_list(flag, src=0)
+            stop = flag[0]
+        if stop:
+            break
+    return best_path
+
+
+def _metadata(s: TrainSettings, model: nn.Module, config: Config, epoch: int, val_acc: float, minutes: float) -> dict:
+    return {
+        "architecture": s.arch,
+        "arch_kwargs": s.arch_kwargs,
+        "classes": list(range(s.max_speakers + 1)),
+        "class_meaning": f"number of people speaking at once; {s.max_speakers} means {s.max_speakers} or more",
+        "sex_head": s.sex_head,
+        "max_speakers": s.max_speakers,
+        "sample_rate": 16000,
+        "window_s": 1.0,
+        "recipe": dataclasses.asdict(s),
+        "training_data": [str(Path(p).name) for p in config.data.corpora] + [str(Path(p).name) for p in config.data.noise],
+        "parameters": count_parameters(model),
+        "metrics": {"best_epoch": epoch + 1, "val_accuracy": round(val_acc, 4), "train_minutes": round(minutes, 1)},
+    }
