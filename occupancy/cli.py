@@ -19,6 +19,7 @@ from .errors import OccupancyError
 # Subcommand modules, in the order `occupancy --help` lists them.
 COMMAND_MODULES = [
     "occupancy.classify",
+    "occupancy.data.commands",
     "occupancy.models.commands",
 ]
 
