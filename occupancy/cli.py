@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "occupancy.classify",
     "occupancy.data.commands",
     "occupancy.models.commands",
+    "occupancy.engine_commands",
 ]
 
 

@@ -3,7 +3,8 @@
 It takes every window already waiting (up to `model.batch_size`) in one batch, so it catches up
 when it falls behind instead of lagging further. The counter is anything with the interface of
 `occupancy.models.load_counter()`'s result: `predict(float32 [B, 16000]) -> [B, classes]`
-probabilities, classes ordered 0, 1, 2, 3+ speakers, plus `name` and `device`.
+probabilities, `classes` the count each column stands for (e.g. [0, 1, 2, 3], 3 meaning 3 or more),
+plus `name` and `device`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 
 class Counter(Protocol):
     name: str
-    classes: list
-    device: str
+    classes: list[int]
+    device: object
 
     def predict(self, windows: np.ndarray) -> np.ndarray: ...
 
@@ -153,7 +154,7 @@ class Worker:
             raise ValueError(f"counter returned shape {probs.shape} for {len(batch)} windows")
         done = time.monotonic()
         for window, p in zip(batch, probs):
-            count = int(np.argmax(p))
+            count = int(self.counter.classes[int(np.argmax(p))])
             self.emit(
                 CountEvent(
                     start=window.start,
