@@ -87,11 +87,11 @@ def _complete_rows(path: Path) -> int:
     """Rows fully written to a CSV; a row cut off by an interruption is removed."""
     if not path.is_file():
         return 0
-    text = path.read_text(encoding="utf-8")
-    complete = text[: text.rfind("\n") + 1]
-    if complete != text:
-        path.write_text(complete, encoding="utf-8")
-    return max(complete.count("\n") - 1, 0)
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if complete != data:
+        path.write_bytes(complete)
+    return max(complete.count(b"\n") - 1, 0)
 
 
 def _write_split(out: Path, split: str, dataset: MixtureDataset) -> None:

@@ -94,7 +94,11 @@ class Mixer:
         )
 
     def _realistic(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
-        females = int(rng.integers(count + 1))  # every sex composition equally likely
+        # Every sex composition equally likely, among those a small split can provide.
+        low, high = max(0, count - len(self.by_sex["M"])), min(count, len(self.by_sex["F"]))
+        if low > high:
+            raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
+        females = int(rng.integers(low, high + 1))
         sexes = rng.permutation(["F"] * females + ["M"] * (count - females))
         speakers, files, offsets, clips = [], [], [], []
         for sex in sexes:
@@ -132,8 +136,6 @@ class Mixer:
     def _voice(self, rng: np.random.Generator, sex: str, taken: list[Speaker]):
         """A speaker of this sex not yet in the mixture and a 1-s crop in which they speak."""
         candidates = [s for s in self.by_sex[sex] if s not in taken]
-        if not candidates:
-            raise DataError(f"not enough {'women' if sex == 'F' else 'men'} in this split for {len(taken) + 1} voices")
         for _ in range(_TRIES):
             speaker = candidates[rng.integers(len(candidates))]
             names = speaker.files()
