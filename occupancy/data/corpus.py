@@ -218,3 +218,15 @@ class AudioCache:
             _, old = self._clips.popitem(last=False)
             self.bytes -= old.nbytes
         return clip
+
+
+_PROCESS_CACHE: AudioCache | None = None
+
+
+def process_cache(max_mb: int) -> AudioCache:
+    """The one cache of this process, shared by all its datasets; a forked worker starts from a copy."""
+    global _PROCESS_CACHE
+    if _PROCESS_CACHE is None:
+        _PROCESS_CACHE = AudioCache(max_mb)
+    _PROCESS_CACHE.max_bytes = max_mb * 1024 * 1024
+    return _PROCESS_CACHE

@@ -14,24 +14,24 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-from .corpus import FRAME, WINDOW, AudioCache, DataError, NoiseFile, Speaker
+from .corpus import FRAME, WINDOW, AudioCache, DataError, NoiseFile, Speaker, process_cache
 from .rooms import RIR_LENGTH, SOURCES, RirBank
 from .splits import Splits
 
 RECIPES = ("realistic", "seed")
 VOICE_GAIN_DB = 9.0  # each voice within +-9 dB of the others
 SPEECH_LOUDNESS_DBFS = (-55.0, -12.0)
-EMPTY_LOUDNESS_DBFS = (-65.0, -20.0)  # an empty room is often quieter, down to near-silent room tone
+EMPTY_LOUDNESS_DBFS = (-65.0, -15.0)  # as loud as speech, and further down to near-silent room tone
 SNR_DB = (3.0, 30.0)
 REAL_NOISE_SHARE = 0.8  # backgrounds under speech: real recordings, else coloured noise
 PEAK = 0.99
-_TRIES = 20  # random draws before giving up on finding speech for a speaker
+_TRIES = 100  # random draws (a taken or silent speaker costs one) before giving up
 _FFT = 24576  # >= WINDOW + RIR_LENGTH - 1, and a fast FFT size (3 * 2**13)
-_FREQS = np.arange(1, WINDOW // 2 + 2, dtype=np.float32)
+_LOG_FREQS = np.log(np.arange(1, WINDOW // 2 + 2, dtype=np.float32))
 
 
 def _rms(x: np.ndarray) -> float:
-    return max(float(np.sqrt(np.mean(np.square(x, dtype=np.float32)))), 1e-7)
+    return max(float(np.sqrt(np.dot(x, x) / len(x))), 1e-7)
 
 
 def _db(value: float) -> float:
@@ -41,12 +41,12 @@ def _db(value: float) -> float:
 def coloured_noise(rng: np.random.Generator, alpha: float) -> np.ndarray:
     """Unit-RMS noise with a 1/f**alpha power spectrum (0 white, 1 pink, 2 brown)."""
     spectrum = scipy.fft.rfft(rng.standard_normal(WINDOW, dtype=np.float32))
-    x = scipy.fft.irfft(spectrum / _FREQS ** (alpha / 2), WINDOW).astype(np.float32)
+    x = scipy.fft.irfft(spectrum * np.exp(_LOG_FREQS * np.float32(-alpha / 2)), WINDOW).astype(np.float32)
     return x / _rms(x)
 
 
 class Mixer:
-    """Makes examples for one split; holds the per-process audio cache and room spectra."""
+    """Makes examples for one split; uses the process's audio cache and keeps room spectra."""
 
     def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float):
         self.speakers = splits.speakers[split]
@@ -61,12 +61,12 @@ class Mixer:
         self._rir_spectra: dict[tuple[int, int], np.ndarray] = {}
 
     def __getstate__(self):
-        """Workers get an empty cache of their own, not a pickled copy of this one."""
+        """A spawned worker uses its own process cache, not a pickled copy of this one."""
         return {**self.__dict__, "cache": None, "_rir_spectra": {}}
 
     def make(self, recipe: str, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
         if self.cache is None:
-            self.cache = AudioCache(self.cache_mb)
+            self.cache = process_cache(self.cache_mb)
         if recipe == "seed":
             return self._seed(rng, count)
         if count == 0:
@@ -135,11 +135,11 @@ class Mixer:
 
     def _voice(self, rng: np.random.Generator, sex: str, taken: list[Speaker]):
         """A speaker of this sex not yet in the mixture and a 1-s crop in which they speak."""
-        candidates = [s for s in self.by_sex[sex] if s not in taken]
+        candidates = self.by_sex[sex]
         for _ in range(_TRIES):
             speaker = candidates[rng.integers(len(candidates))]
             names = speaker.files()
-            if not names:
+            if speaker in taken or not names:
                 continue
             path = names[rng.integers(len(names))]
             clip = self.cache.get(path, speech=True)
