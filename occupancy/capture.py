@@ -40,10 +40,17 @@ STALL_S = 5.0  # no block for this long from an open stream counts as a stream e
 class Block:
     """A block of audio from a source; `start` is set only where a new stretch of audio begins."""
 
-    samples: np.ndarray  # float32, [frames] or [frames, channels]
+    samples: np.ndarray  # float32 in [-1, 1], or int16 as the device delivers it; [frames] or [frames, ch]
     rate: int
     start: datetime | None
     captured_at: float  # time.monotonic() when its last sample arrived
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    """int16 as devices deliver it -> float32 in [-1, 1); float input is passed through."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return samples
 
 
 def import_sounddevice():
@@ -94,7 +101,7 @@ def capture_rate(device: dict) -> int:
     """16 kHz when the device can do it, else its default rate (the capture thread resamples)."""
     sd = import_sounddevice()
     try:
-        sd.check_input_settings(device=device["index"], samplerate=SAMPLE_RATE, channels=1, dtype="float32")
+        sd.check_input_settings(device=device["index"], samplerate=SAMPLE_RATE, channels=1, dtype="int16")
         return SAMPLE_RATE
     except sd.PortAudioError:
         return int(device["default_samplerate"])
@@ -136,13 +143,13 @@ class MicSource:
         return {"overflows": self.overflows, "dropped": self.dropped, "restarts": self.restarts}
 
     def _open(self):
-        sd = import_sounddevice()
+        sd = self._sd = import_sounddevice()
         device = find_device(self.spec)
         rate = capture_rate(device)
         self._rate = rate  # before the stream starts: the callback reads it
         try:
             stream = sd.InputStream(
-                device=device["index"], samplerate=rate, channels=1, dtype="float32",
+                device=device["index"], samplerate=rate, channels=1, dtype="int16",
                 blocksize=round(self.block_s * rate), callback=self._callback,
             )
             stream.start()
@@ -157,6 +164,8 @@ class MicSource:
 
     def _callback(self, indata, frames, time_info, status) -> None:
         """PortAudio's thread: copy the block into the queue and return at once."""
+        if self._stop.is_set():
+            raise self._sd.CallbackStop  # stopping: audio past the end is neither queued nor counted
         now = time.monotonic()
         self._last_block = now
         if status.input_overflow:
@@ -359,7 +368,7 @@ class Capture:
         slicer, anchor = None, None
         try:
             while (block := self.blocks.get()) is not None:
-                samples = to_mono_16k(block.samples, block.rate)
+                samples = to_mono_16k(as_float(block.samples), block.rate)
                 if self.remaining is not None:
                     samples = samples[: self.remaining]
                     self.remaining -= len(samples)

@@ -47,7 +47,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,6 +134,19 @@ GROUP BY 1
 """
 
 
+@contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """BEGIN IMMEDIATE: take the write lock first, so a busy database is waited for (busy timeout)
+    instead of failing at once when a read inside the transaction would need upgrading."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.execute("COMMIT")
+
+
 def iso(moment: datetime) -> str:
     """The one text form of a time in the log (UTC, milliseconds), so times sort as text."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
@@ -189,7 +203,7 @@ def start_run(db: Database, *, source: str, device: str, model: str, compute: st
         "started_utc": iso(datetime.now(UTC)), "source": source, "device": device,
         "model": model, "compute": compute, "hop_s": hop_s,
     }
-    with db.atomic():
+    with write_transaction(db):
         return db["runs"].insert(row).last_pk
 
 
@@ -210,7 +224,7 @@ def event_row(event: CountEvent, run_id: int) -> dict:
 def write_batch(db: Database, run_id: int, events: list[CountEvent], counters: dict[str, int]) -> None:
     """Log a batch of events, refresh the hours they fall in and the run's counters: one transaction."""
     hours = {hour_start(e.start) for e in events}
-    with db.atomic():
+    with write_transaction(db):
         if events:
             db["events"].insert_all((event_row(e, run_id) for e in events), batch_size=500)
         for hour in sorted(hours):
@@ -226,7 +240,7 @@ def finish_run(db: Database, run_id: int) -> None:
 
 def recompute_hourly(db: Database) -> None:
     """Rebuild the hourly rollup from the events (hours with no events left are kept as they are)."""
-    with db.atomic():
+    with write_transaction(db):
         db.execute(_ROLLUP, ["", "~"])  # every ISO time sorts between these
 
 
@@ -235,7 +249,7 @@ def apply_retention(db: Database, days: int, now: datetime | None = None) -> int
     if days <= 0:
         return 0
     cutoff = hour_start((now or datetime.now(UTC)) - timedelta(days=days))
-    with db.atomic():
+    with write_transaction(db):
         deleted = db.execute("DELETE FROM events WHERE start_utc < ?", [iso(cutoff)]).rowcount
     if deleted:
         log.info("retention: deleted %d events older than %s", deleted, iso(cutoff))
