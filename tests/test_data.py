@@ -16,7 +16,7 @@ import torch
 from occupancy.cli import main
 from occupancy.config import DataConfig
 from occupancy.data import DataError, MixtureDataset, load_splits
-from occupancy.data.corpus import read_corpus, read_noise
+from occupancy.data.corpus import FRAME, AudioCache, active_starts, read_corpus, read_noise
 from occupancy.data.export import FILE_NAMES, make_dataset
 
 RATE = 16000
@@ -98,6 +98,27 @@ def test_speechocean_layout_and_noise_flags(tmp_path):
 def test_unknown_layout_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError, match="not a known corpus layout"):
         read_corpus(tmp_path)
+
+
+def test_crops_start_only_where_speech_fills_most_frames():
+    rng = np.random.default_rng(0)
+    speech = _speechlike(rng, 1.5, 150.0)
+    audio = np.concatenate([speech, 1e-4 * rng.standard_normal(RATE).astype(np.float32)])
+    starts = active_starts(audio)
+    frames_of_speech = len(speech) // FRAME
+    # a crop must hold >= 30 of its 50 frames in speech: it starts >= 30 frames before the speech ends
+    assert len(starts) and starts.max() <= frames_of_speech - 30 + 1 and starts.min() == 0
+    assert len(active_starts(audio[: RATE // 2])) == 0
+
+
+def test_audio_cache_stays_within_its_bound(tmp_path):
+    cache = AudioCache(max_mb=1)  # each 10-s file takes 320 kB as int16
+    for k in range(8):
+        path = tmp_path / f"{k}.flac"
+        sf.write(path, 0.1 * np.sin(np.arange(10 * RATE) * (0.01 + k / 100)).astype(np.float32), RATE)
+        cache.get(str(path), speech=True)
+        assert cache.bytes <= cache.max_bytes
+    assert 2 <= len(cache) < 8
 
 
 def test_splits_are_speaker_disjoint_balanced_and_deterministic(tiny, tmp_path):
@@ -215,11 +236,10 @@ def test_dataset_make_format_reproducible_refuses_and_resumes(tiny, tmp_path, mo
 
 def test_cli_dataset_make_refuses_with_one_line(tiny, tmp_path, capsys, monkeypatch):
     config = tmp_path / "config.yaml"
-    config.write_text(
-        f"data:\n  corpora: [{tiny.corpora[0]}]\n  noise: [{tiny.noise[0]}]\n  rir_rooms: 4\n  recipe: seed\n"
-    )
+    config.write_text(f"data:\n  corpora: [/nonexistent]\n  noise: [{tiny.noise[0]}]\n  rir_rooms: 4\n  recipe: seed\n")
     out = tmp_path / "ds"
-    args = ["--config", str(config), "dataset", "make", "--out", str(out), "--train", "3", "--val", "2", "--test", "2"]
+    args = ["--config", str(config), "dataset", "make", "--corpus", tiny.corpora[0], "--out", str(out)]
+    args += ["--train", "3", "--val", "2", "--test", "2"]
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} >= {"Audio_Train2.wav", "Audio_Validation1.wav", "Audio_Test1.wav", "Test.csv"}
     assert json.loads((out / "dataset.json").read_text())["recipe"] == "seed"

@@ -201,6 +201,9 @@ class AudioCache:
         self.bytes = 0
         self._clips: OrderedDict[tuple[str, bool], Clip] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._clips)
+
     def get(self, path: str, speech: bool) -> Clip:
         key = (path, speech)
         clip = self._clips.get(key)
