@@ -201,7 +201,7 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_dataset_make_format_reproducible_refuses_and_resumes(tiny, tmp_path, monkeypatch):
+def test_dataset_make_format_reproducible_refuses_and_resumes(tiny, tmp_path):
     sizes = {"train": 12, "validation": 4, "test": 4}
     make_dataset(tmp_path / "a", tiny, sizes)
     make_dataset(tmp_path / "b", tiny, sizes)
@@ -234,7 +234,7 @@ def test_dataset_make_format_reproducible_refuses_and_resumes(tiny, tmp_path, mo
         make_dataset(other, tiny, sizes)
 
 
-def test_cli_dataset_make_refuses_with_one_line(tiny, tmp_path, capsys, monkeypatch):
+def test_cli_dataset_make_refuses_with_one_line(tiny, tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(f"data:\n  corpora: [/nonexistent]\n  noise: [{tiny.noise[0]}]\n  rir_rooms: 4\n  recipe: seed\n")
     out = tmp_path / "ds"
@@ -247,6 +247,9 @@ def test_cli_dataset_make_refuses_with_one_line(tiny, tmp_path, capsys, monkeypa
     assert main(args[:-6] + ["--train", "4", "--val", "2", "--test", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("occupancy: error:") and "different dataset" in err and "\n" not in err
+    wrong = ["--config", str(config), "dataset", "make", "--out", str(tmp_path / "new"), "--train", "1"]
+    assert main(wrong) == 2 and "/nonexistent: corpus folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # a failed start leaves no half-claimed folder behind
 
 
 @pytest.fixture(scope="module")

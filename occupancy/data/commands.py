@@ -27,7 +27,7 @@ def add_command(subparsers) -> None:
         "--corpus", nargs="+", action="extend", metavar="PATH",
         help="speech corpus folders: LibriSpeech or speechocean762 layout (default: data.corpora)",
     )
-    make.add_argument("--seed", type=int, help="seed for splits and mixtures (default: data.seed)")
+    make.add_argument("--seed", type=int, metavar="N", help="seed for splits and mixtures (default: data.seed)")
     make.set_defaults(handler=run_make)
 
 

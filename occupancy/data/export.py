@@ -51,8 +51,8 @@ def make_dataset(out: str | Path, config: DataConfig, sizes: dict[str, int]) -> 
         "sizes": sizes,
         **{k: v for k, v in dataclasses.asdict(config).items() if k != "cache_mb"},
     }
+    splits = load_splits(config)  # first: a wrong corpus path must not leave a claimed folder behind
     _claim_folder(out, params)
-    splits = load_splits(config)
     splits.save(out / "splits.json")
     for split, size in sizes.items():
         dataset = MixtureDataset(

@@ -75,18 +75,18 @@ class Mixer:
 
     def _seed(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
         """The report's recipe: `count` random speakers, random 1-s crops, plain average."""
-        picks = rng.choice(len(self.speakers), size=count, replace=False)
-        speakers, files, offsets, crops = [], [], [], []
-        for p in picks:
-            speaker = self.speakers[p]
+        if count > len(self.speakers):
+            raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
+        speakers = [self.speakers[p] for p in rng.choice(len(self.speakers), size=count, replace=False)]
+        files, offsets, crops = [], [], []
+        for speaker in speakers:
             names = speaker.files()
             if not names:
                 raise DataError(f"{speaker.folder}: speaker has no audio files")
-            path = names[rng.integers(len(names))]
-            clip = self.cache.get(path, speech=True)
-            offset = int(rng.integers(max(len(clip.samples) - WINDOW, 0) + 1))
-            speakers.append(speaker), files.append(path), offsets.append(offset)
-            crops.append(clip.crop(offset))
+            files.append(names[rng.integers(len(names))])
+            clip = self.cache.get(files[-1], speech=True)
+            offsets.append(int(rng.integers(max(len(clip.samples) - WINDOW, 0) + 1)))
+            crops.append(clip.crop(offsets[-1]))
         audio = np.mean(crops, axis=0, dtype=np.float32)
         gains = [round(_db(1 / count), 2)] * count
         return audio, _meta(
@@ -100,15 +100,17 @@ class Mixer:
             raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
         females = int(rng.integers(low, high + 1))
         sexes = rng.permutation(["F"] * females + ["M"] * (count - females))
-        speakers, files, offsets, clips = [], [], [], []
+        voices = []
         for sex in sexes:
-            speaker, path, offset, clip = self._voice(rng, sex, speakers)
-            speakers.append(speaker), files.append(path), offsets.append(offset), clips.append(clip)
+            voices.append(self._voice(rng, sex, [v[0] for v in voices]))
+        speakers, files, offsets, clips = (list(column) for column in zip(*voices))
         gains_db = rng.uniform(-VOICE_GAIN_DB, VOICE_GAIN_DB, count)
         room, sources = -1, []
         if self.bank is not None and rng.random() < self.reverb_share:
             room = int(rng.integers(self.bank.rooms))
-            sources = [int(s) for s in (rng.permutation(SOURCES)[:count] if count <= SOURCES else rng.integers(SOURCES, size=count))]
+            # distinct talker positions while the room has enough of them
+            chosen = rng.permutation(SOURCES)[:count] if count <= SOURCES else rng.integers(SOURCES, size=count)
+            sources = [int(s) for s in chosen]
             speech = self._reverberate(clips, offsets, gains_db, room, sources)
         else:
             speech = np.zeros(WINDOW, dtype=np.float32)
