@@ -1,0 +1,392 @@
+"""`occupancy report` on real SQLite logs written through the store's own writer API.
+
+Expected numbers are computed here, independently, from the raw `events` table (plain SQL and
+zoneinfo), never from the hourly rollup or the report's own helpers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from sqlite_utils import Database
+
+from occupancy.cli import main
+from occupancy.report import FIGURE_DPI, FIGURE_INCHES, hourly_table
+from occupancy.store import migrations, open_store, start_run, write_batch
+from occupancy.worker import CountEvent, Smoother
+
+ZONE = "Europe/Berlin"  # UTC+1 in November: local hours differ from the log's, and days cut at 23:00 UTC
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@pytest.fixture(autouse=True)
+def berlin(monkeypatch):
+    """Run every test in a fixed local time zone, whatever the machine's."""
+    monkeypatch.setenv("TZ", ZONE)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def log_counts(db: Database, start: datetime, counts, hop: float = 1.0) -> None:
+    """Log one window per count, `hop` seconds apart, smoothed by the engine's own Smoother."""
+    smoother = Smoother("median", 5)
+    run_id = start_run(db, source="replay", device="test", model="test", compute="cpu", hop_s=hop)
+    events = []
+    for i, count in enumerate(counts):
+        begin = start + timedelta(seconds=i * hop)
+        probs = tuple(0.9 if c == count else 0.1 / 3 for c in range(4))
+        events.append(CountEvent(
+            start=begin, end=begin + timedelta(seconds=1), seconds=hop, count=int(count), probabilities=probs,
+            smoothed=smoother.add(int(count)), level_dbfs=-30.0, latency_ms=5.0, captured_at=0.0,
+        ))
+    write_batch(db, run_id, events, {"windows": len(events)})
+
+
+def random_counts(rng: np.random.Generator, minutes: float, weights) -> np.ndarray:
+    return rng.choice(4, size=int(minutes * 60), p=np.asarray(weights) / sum(weights))
+
+
+# (UTC start, minutes of windows, weights of counts 0..3): well-covered and LOW hours, a local day
+# boundary (23:30 UTC is 00:30 the next day in Berlin), and the same weekday-hour on two Mondays.
+TRAFFIC = [
+    ("2026-11-23T08:00:00", 20, (6, 3, 1, 0)),
+    ("2026-11-23T09:00:00", 5, (0, 0, 1, 9)),  # 5 minutes of a very busy hour: LOW, never "busiest"
+    ("2026-11-23T12:10:00", 30, (2, 4, 3, 1)),
+    ("2026-11-24T17:00:00", 40, (1, 2, 4, 3)),
+    ("2026-11-24T23:30:00", 25, (8, 2, 0, 0)),
+    ("2026-11-28T10:00:00", 60, (3, 3, 3, 1)),
+    ("2026-11-30T08:00:00", 18, (2, 5, 2, 1)),
+]
+
+
+@pytest.fixture(scope="module")
+def traffic_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "log.db"
+    db = open_store(path)
+    rng = np.random.default_rng(8)
+    for start, minutes, weights in TRAFFIC:
+        log_counts(db, utc(start), random_counts(rng, minutes, weights))
+    db.close()
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("monitor:\n  venue: Cafe Test\n  capacity_limit: 2\n")
+    return path
+
+
+def report(capsys, *args: str, config=None) -> tuple[int, str, str]:
+    code = main([*(["--config", str(config)] if config else []), "report", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report_json(capsys, db, *args: str) -> dict:
+    code, out, err = report(capsys, "--db", str(db), "--format", "json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+# ---- expected values, straight from the events --------------------------------------------------------
+
+
+def raw_events(db_path) -> list[dict]:
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY start_utc")]
+
+
+def expected_periods(db_path, by: str, zone, min_coverage: float = 15.0, since=None, until=None) -> dict[str, dict]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    labels = {}
+    for event in raw_events(db_path):
+        moment = datetime.fromisoformat(event["start_utc"])
+        if (since and moment < since) or (until and moment >= until):
+            continue
+        hour = moment.replace(minute=0, second=0, microsecond=0).astimezone(zone)
+        key, label = {
+            "hour": (hour, f"{hour:%Y-%m-%d %H:%M}"),
+            "day": (hour.date(), f"{hour:%Y-%m-%d}"),
+            "weekday-hour": ((hour.weekday(), hour.hour), f"{WEEKDAYS[hour.weekday()]} {hour:%H:%M}"),
+        }[by]
+        event["utc_hour"] = moment.replace(minute=0, second=0, microsecond=0)
+        groups[key].append(event)
+        labels[key] = label
+    result = {}
+    for key in sorted(groups):
+        events = groups[key]
+        seconds = sum(e["seconds"] for e in events)
+        hours = len({e["utc_hour"] for e in events})
+        result[labels[key]] = {
+            "hours": hours,
+            "minutes_covered": seconds / 60,
+            "mean_count": sum(e["count"] * e["seconds"] for e in events) / seconds,
+            "peak_count": max(e["count"] for e in events),
+            "speech_minutes": sum(e["seconds"] for e in events if e["count"] >= 1) / 60,
+            "share_1plus": sum(e["seconds"] for e in events if e["count"] >= 1) / seconds,
+            "share_2plus": sum(e["seconds"] for e in events if e["count"] >= 2) / seconds,
+            "share_3plus": sum(e["seconds"] for e in events if e["count"] >= 3) / seconds,
+            "low_coverage": seconds / 60 < min_coverage * hours,
+        }
+    return result
+
+
+def assert_periods_match(rows: list[dict], expected: dict[str, dict]) -> None:
+    assert [r["period"] for r in rows] == list(expected)
+    for row in rows:
+        for key, value in expected[row["period"]].items():
+            assert row[key] == pytest.approx(value, abs=1e-3), (row["period"], key)
+
+
+# ---- the numbers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("by", ["hour", "day", "weekday-hour"])
+@pytest.mark.parametrize("use_utc", [False, True])
+def test_periods_match_the_raw_events(capsys, traffic_db, by, use_utc):
+    data = report_json(capsys, traffic_db, "--by", by, *(["--utc"] if use_utc else []))
+    assert_periods_match(data["periods"], expected_periods(traffic_db, by, UTC if use_utc else ZoneInfo(ZONE)))
+    assert data["timezone"] == ("UTC" if use_utc else "local time (CET, UTC+01:00)")
+
+
+def test_local_days_cut_at_local_midnight(capsys, traffic_db):
+    days = [p["period"] for p in report_json(capsys, traffic_db, "--by", "day")["periods"]]
+    utc_days = [p["period"] for p in report_json(capsys, traffic_db, "--by", "day", "--utc")["periods"]]
+    assert "2026-11-25" in days and "2026-11-25" not in utc_days  # 23:30 UTC Tuesday is Wednesday in Berlin
+
+
+def test_busiest_and_quietest_leave_out_low_coverage(capsys, traffic_db):
+    data = report_json(capsys, traffic_db, "--top", "3")
+    expected = expected_periods(traffic_db, "hour", ZoneInfo(ZONE))
+    covered = sorted((p for p, e in expected.items() if not e["low_coverage"]), key=lambda p: expected[p]["mean_count"])
+    low = [p for p, e in expected.items() if e["low_coverage"]]
+    assert "2026-11-23 10:00" in low  # the 5-minute hour, the busiest of all by its few windows
+    assert [p["period"] for p in data["busiest"]] == covered[::-1][:3]
+    assert [p["period"] for p in data["quietest"]] == covered[:3]
+
+
+def test_weekday_comparison(capsys, traffic_db):
+    weekdays = {w["period"]: w for w in report_json(capsys, traffic_db)["weekdays"]}
+    events = raw_events(traffic_db)
+    for name in weekdays:
+        mine = [e for e in events if WEEKDAYS[datetime.fromisoformat(e["start_utc"]).astimezone(ZoneInfo(ZONE)).weekday()] == name]
+        days = {datetime.fromisoformat(e["start_utc"]).astimezone(ZoneInfo(ZONE)).date() for e in mine}
+        seconds = sum(e["seconds"] for e in mine)
+        speech = sum(e["seconds"] for e in mine if e["count"] >= 1) / 60
+        assert weekdays[name]["days"] == len(days)
+        assert weekdays[name]["mean_count"] == pytest.approx(sum(e["count"] * e["seconds"] for e in mine) / seconds, abs=1e-3)
+        assert weekdays[name]["speech_minutes_per_day"] == pytest.approx(speech / len(days), abs=1e-3)
+    assert list(weekdays) == ["Mon", "Tue", "Wed", "Sat"]
+    assert weekdays["Mon"]["days"] == 2
+
+
+def test_since_until_are_local_and_until_is_exclusive(capsys, traffic_db):
+    data = report_json(capsys, traffic_db, "--since", "2026-11-24", "--until", "2026-11-28T11:00")
+    zone = ZoneInfo(ZONE)
+    expected = expected_periods(
+        traffic_db, "hour", zone, since=datetime(2026, 11, 24, tzinfo=zone), until=datetime(2026, 11, 28, 11, tzinfo=zone)
+    )
+    assert_periods_match(data["periods"], expected)
+    assert data["since"] == "2026-11-24T00:00:00+01:00" and data["until"] == "2026-11-28T11:00:00+01:00"
+
+
+def test_gaps_are_whole_unmonitored_hours(capsys, traffic_db):
+    gaps = report_json(capsys, traffic_db, "--utc")["gaps"]
+    present = {datetime.fromisoformat(e["start_utc"]).replace(minute=0, second=0, microsecond=0) for e in raw_events(traffic_db)}
+    runs = []  # [first missing hour, number of hours]
+    moment = min(present)
+    while moment < max(present):
+        if moment not in present:
+            if runs and runs[-1][0] + timedelta(hours=runs[-1][1]) == moment:
+                runs[-1][1] += 1
+            else:
+                runs.append([moment, 1])
+        moment += timedelta(hours=1)
+    assert [(g["start"], g["hours"]) for g in gaps] == [(start.isoformat(), hours) for start, hours in runs]
+
+
+def test_hourly_table_is_the_hour_report(capsys, traffic_db):
+    """The dashboard's table: the same rows the command prints with --by hour."""
+    rows = hourly_table(traffic_db, datetime(2026, 11, 23), datetime(2026, 11, 25))
+    assert_periods_match(rows, expected_periods(
+        traffic_db, "hour", ZoneInfo(ZONE),
+        since=datetime(2026, 11, 23, tzinfo=ZoneInfo(ZONE)), until=datetime(2026, 11, 25, tzinfo=ZoneInfo(ZONE)),
+    ))
+
+
+# ---- capacity alerts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hop", [1.0, 0.5])
+def test_capacity_alerts_are_stretches_above_the_limit(capsys, tmp_path, hop):
+    path = tmp_path / "alerts.db"
+    db = open_store(path)
+    rng = np.random.default_rng(3)
+    counts = np.concatenate([np.zeros(30), np.full(40, 3), np.zeros(1), np.full(40, 3), rng.choice(4, 300), np.zeros(20)])
+    log_counts(db, utc("2026-11-26T18:00:00"), counts.astype(int), hop=hop)
+    db.close()
+    alerts = report_json(capsys, path, "--utc", "--capacity-limit", "1")["alerts"]
+    rows = raw_events(path)
+    expected = [
+        list(group) for above, group in itertools.groupby(rows, key=lambda r: r["smoothed"] > 1) if above
+    ]
+    assert len(expected) >= 2
+    assert [(a["start"], a["end"], a["peak_smoothed"]) for a in alerts] == [
+        (datetime.fromisoformat(run[0]["start_utc"]).isoformat(), datetime.fromisoformat(run[-1]["end_utc"]).isoformat(),
+         max(r["smoothed"] for r in run))
+        for run in expected
+    ]
+    for alert in alerts:
+        span = datetime.fromisoformat(alert["end"]) - datetime.fromisoformat(alert["start"])
+        assert alert["duration_s"] == pytest.approx(span.total_seconds())
+
+
+def test_capacity_limit_comes_from_the_config(capsys, traffic_db, config_file):
+    code, out, _ = report(capsys, "--db", str(traffic_db), config=config_file)
+    assert code == 0
+    assert "Capacity alerts (smoothed count above 2" in out
+    code, out, _ = report(capsys, "--db", str(traffic_db))  # default limit 0: no alerts section
+    assert code == 0 and "Capacity alerts" not in out
+
+
+# ---- formats and pictures ------------------------------------------------------------------------------
+
+
+def test_table_and_markdown_show_every_section(capsys, traffic_db, config_file):
+    for fmt in ("table", "markdown"):
+        code, out, _ = report(capsys, "--db", str(traffic_db), "--format", fmt, config=config_file)
+        assert code == 0
+        assert "Traffic report: Cafe Test" in out
+        for title in ("Traffic by hour", "Busiest hours", "Quietest open hours", "Weekdays", "Capacity alerts", "Longest gaps"):
+            assert title in out, (fmt, title)
+        for label in expected_periods(traffic_db, "hour", ZoneInfo(ZONE)):
+            assert label in out
+        assert "LOW" in out
+    assert "| 2026-11-23 09:00 | Mon |" in out
+
+
+def test_csv_is_the_period_table(capsys, traffic_db):
+    code, out, _ = report(capsys, "--db", str(traffic_db), "--format", "csv", "--by", "weekday-hour")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    expected = expected_periods(traffic_db, "weekday-hour", ZoneInfo(ZONE))
+    assert [r["period"] for r in rows] == list(expected)
+    for row in rows:
+        assert float(row["mean_count"]) == pytest.approx(expected[row["period"]]["mean_count"], abs=1e-3)
+        assert row["low_coverage"] == str(expected[row["period"]]["low_coverage"])
+
+
+def test_plot_writes_one_png_of_the_documented_size(capsys, traffic_db, tmp_path):
+    import matplotlib.image
+
+    png = tmp_path / "week.png"
+    code, _, _ = report(capsys, "--db", str(traffic_db), "--plot", str(png))
+    assert code == 0
+    image = matplotlib.image.imread(png)
+    assert image.shape[:2] == (round(FIGURE_INCHES[1] * FIGURE_DPI), round(FIGURE_INCHES[0] * FIGURE_DPI))
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_unwritable_plot_is_a_one_line_error(capsys, traffic_db, tmp_path):
+    code, _, err = report(capsys, "--db", str(traffic_db), "--plot", str(tmp_path / "no" / "such" / "dir.png"))
+    assert code == 2 and "dir.png" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- awkward databases ------------------------------------------------------------------------------------
+
+
+def test_empty_log_says_so_and_exits_1(capsys, tmp_path):
+    path = tmp_path / "empty.db"
+    open_store(path).close()
+    code, out, err = report(capsys, "--db", str(path))
+    assert code == 1 and out == ""
+    assert err.strip() == f"occupancy: no traffic logged in {path}"
+
+
+def test_range_without_traffic_exits_1(capsys, traffic_db):
+    code, out, err = report(capsys, "--db", str(traffic_db), "--since", "2027-01-01")
+    assert code == 1 and out == "" and "no traffic logged" in err and "since 2027-01-01" in err
+
+
+def test_missing_file_is_a_one_line_error(capsys, tmp_path):
+    code, _, err = report(capsys, "--db", str(tmp_path / "nothing.db"))
+    assert code == 2 and "nothing.db" in err and len(err.strip().splitlines()) == 1
+
+
+def test_foreign_database_is_refused(capsys, tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (ts TEXT, people INTEGER)")
+    code, _, err = report(capsys, "--db", str(path))
+    assert code == 2 and str(path) in err and "not an occupancy log" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_not_a_database_is_refused(capsys, tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are not the tables you are looking for\n" * 100)
+    code, _, err = report(capsys, "--db", str(path))
+    assert code == 2 and str(path) in err and len(err.strip().splitlines()) == 1
+
+
+def test_older_schema_is_migrated(capsys, tmp_path):
+    """A log made before the first schema migration (only the migrations table) is brought up to date."""
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before=migrations.pending(db)[0].name)
+    db.close()
+    code, _, err = report(capsys, "--db", str(path))
+    assert code == 1 and "no traffic logged" in err
+    assert migrations.pending(Database(path)) == []
+
+
+def test_reads_while_a_writer_holds_a_transaction(capsys, tmp_path):
+    """WAL: a report runs while the monitor's writer is mid-batch, and sees only committed windows."""
+    path = tmp_path / "live.db"
+    db = open_store(path)
+    log_counts(db, utc("2026-11-25T14:00:00"), [1] * 600)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute(  # the same ten minutes again, with 2 speakers: written but not committed
+        "INSERT INTO events (run_id, start_utc, end_utc, seconds, count, smoothed, probabilities, level_dbfs, latency_ms) "
+        "SELECT 1, start_utc, end_utc, seconds, 2, 2, probabilities, level_dbfs, latency_ms FROM events"
+    )
+    try:
+        data = report_json(capsys, path, "--utc")
+    finally:
+        db.conn.rollback()
+        db.close()
+    assert [(p["period"], p["minutes_covered"], p["mean_count"]) for p in data["periods"]] == [("2026-11-25 14:00", 10.0, 1.0)]
+
+
+def test_bad_date_is_a_usage_error(capsys, traffic_db):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--db", str(traffic_db), "--since", "last tuesday"])
+    assert exit_info.value.code == 2
+    assert "not an ISO date" in capsys.readouterr().err
+
+
+def test_default_database_comes_from_the_config(capsys, traffic_db, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"storage:\n  database: {traffic_db}\n")
+    code, out, _ = report(capsys, "--format", "json", config=config)
+    assert code == 0 and json.loads(out)["database"] == str(traffic_db)
+    assert os.path.isabs(json.loads(out)["database"])
