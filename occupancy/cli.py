@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "occupancy.data.commands",
     "occupancy.models.commands",
     "occupancy.engine_commands",
+    "occupancy.report",
 ]
 
 
