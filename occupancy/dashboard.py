@@ -1,0 +1,518 @@
+"""The venue's live view: a Textual app over a running Pipeline.
+
+The pipeline's worker thread hands each CountEvent to `OccupancyApp`'s subscriber, which only posts
+a message (never blocks capture or inference). Messages update the app's state; a timer at
+`dashboard.refresh_hz` copies that state into the widgets, so a burst of events (a replay at max
+speed, a worker catching up) costs one repaint, and widgets whose data did not change are not
+repainted at all (reactive attributes), hence no flicker. Today's hourly traffic comes from the
+SQLite log through a read-only connection owned by the UI thread.
+
+`run_dashboard(pipeline, config)` is what `occupancy monitor` and `occupancy replay --dashboard`
+call: it starts the pipeline inside the app, and closes it (flushing the log) when the app quits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import statistics
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Digits, Footer, Header, Static
+
+from .config import Config
+from .errors import OccupancyError, StorageError
+from .store import hourly_rows, open_store
+from .worker import CountEvent
+
+log = logging.getLogger(__name__)
+
+NO_SIGNAL_DBFS = -70.0  # below this a window is near-silence: a dead, muted or unplugged microphone
+METER_FLOOR_DBFS = -90.0  # left end of the level meter
+LATENCY_WINDOWS = 60  # windows the median latency is taken over
+BLOCKS = " ▁▂▃▄▅▆▇█"  # eighths of a character cell, for vertical bars
+
+
+def count_label(count: int, top: int) -> str:
+    """'3+' for the highest class (it means 'that many or more'), else the number."""
+    return f"{count}+" if count == top else str(count)
+
+
+def vertical_bars(
+    values: Sequence[float | None], top: float, height: int, bar_width: int = 1, gap: int = 0
+) -> list[Text]:
+    """Rows (top row first) of vertical bars scaled to `top`; a None value (no data) shows a dim dot."""
+    rows = []
+    for row in reversed(range(height)):
+        line = Text()
+        for value in values:
+            if value is None:
+                line.append(("·" if row == 0 else " ") * bar_width, "dim")
+            else:
+                eighths = round(min(max(value, 0.0), top) / top * height * 8) if top > 0 else 0
+                line.append(BLOCKS[min(8, max(0, eighths - row * 8))] * bar_width, "bold")
+            line.append(" " * gap)
+        rows.append(line)
+    return rows
+
+
+def horizontal_bar(fraction: float, width: int) -> str:
+    """A bar `width` cells long filled to `fraction` (0-1), in eighths of a cell."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[part] if part else ""
+    return ("█" * full + partial).ljust(width, "░")[:width]
+
+
+def short_path(path: str | Path, width: int) -> str:
+    """The path with the home folder as '~', cut from the left to fit `width`."""
+    text = str(path)
+    home = os.path.expanduser("~")
+    if text.startswith(home + os.sep):
+        text = "~" + text[len(home):]
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+class CountReceived(Message):
+    """A counted window, posted from the pipeline's worker thread."""
+
+    def __init__(self, event: CountEvent):
+        super().__init__()
+        self.event = event
+
+
+class ProbabilityBars(Widget):
+    """One horizontal bar per count class with its probability; the most likely class in bold."""
+
+    DEFAULT_CSS = "ProbabilityBars { height: 1fr; }"
+
+    probabilities: reactive[tuple[float, ...]] = reactive(tuple)
+    labels: reactive[tuple[str, ...]] = reactive(tuple)
+
+    def render(self) -> Text:
+        if not self.probabilities:
+            return Text("waiting for the first window…", style="dim")
+        best = max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
+        bar_width = max(1, self.size.width - 10)
+        lines = []
+        for i, (label, p) in enumerate(zip(self.labels, self.probabilities)):
+            style = "bold" if i == best else "dim"
+            lines.append(Text(f"{label:>3} {horizontal_bar(p, bar_width)} {p:4.0%}", style=style))
+        return Text("\n").join(lines)
+
+
+class HistoryPlot(Widget):
+    """Counts over the last minutes, one column per time slice (its mean count), fixed 0..top scale."""
+
+    points: reactive[tuple[tuple[float, int], ...]] = reactive(tuple)  # (seconds before the end, count)
+    span_s: reactive[float] = reactive(600.0)
+    top: reactive[int] = reactive(3)
+
+    def column_values(self, columns: int) -> list[float | None]:
+        """Mean count of the windows in each of `columns` equal slices of the span (None: no window)."""
+        sums, counts = [0.0] * columns, [0] * columns
+        for age, count in self.points:
+            column = columns - 1 - int(age / self.span_s * columns)
+            if 0 <= column < columns:
+                sums[column] += count
+                counts[column] += 1
+        return [s / n if n else None for s, n in zip(sums, counts)]
+
+    def render(self) -> Text:
+        height = max(1, self.size.height)
+        return Text("\n").join(vertical_bars(self.column_values(self.size.width), self.top, height))
+
+
+class HourlyBars(Widget):
+    """Mean people speaking in each hour of the day (local time), with the hour labels below."""
+
+    means: reactive[tuple[float | None, ...]] = reactive(tuple)  # one per hour of the day, None: no data
+    top: reactive[int] = reactive(3)
+
+    def render(self) -> Text:
+        if not self.means:
+            return Text("")
+        cell = max(1, self.size.width // len(self.means))  # columns per hour
+        bar_width = max(1, cell - 1)
+        rows = vertical_bars(self.means, self.top, max(1, self.size.height - 1), bar_width, cell - bar_width)
+        step = -(-3 // cell)  # label every `step` hours, so 'HH ' labels never touch
+        labels = "".join(f"{h:02d}".ljust(cell * step) for h in range(0, len(self.means), step))
+        return Text("\n").join([*rows, Text(labels, style="dim")])
+
+
+class LevelMeter(Widget):
+    """Input level in dBFS as a bar; 'NO SIGNAL' when the microphone is silent, dead or muted."""
+
+    DEFAULT_CSS = "LevelMeter { height: 1; }"
+
+    level: reactive[float | None] = reactive(None)
+
+    def render(self) -> Text:
+        if self.level is None:
+            return Text("level: waiting for audio", style="dim")
+        fraction = (self.level - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS
+        bar = horizontal_bar(fraction, max(1, self.size.width - 11))
+        if self.level < NO_SIGNAL_DBFS:
+            return Text(f"{bar} NO SIGNAL", style="bold red")
+        return Text(f"{bar} {self.level:4.0f} dBFS", style="green" if self.level < -6 else "bold yellow")
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the health panel shows."""
+
+    device: str = ""
+    counters: tuple[tuple[str, int], ...] = ()
+    latency_ms: float | None = None
+    median_latency_ms: float | None = None
+    windows: int = 0
+    model: str = ""
+    database: str = ""
+    uptime: str = "0:00:00"
+
+
+class HealthPanel(Widget):
+    """Overflows, drops, latency, model, log file and uptime: is the monitor itself healthy?"""
+
+    health: reactive[Health] = reactive(Health)
+
+    def render(self) -> Text:
+        h, width = self.health, max(10, self.size.width)
+        latency = "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms (median {h.median_latency_ms:.0f})"
+        counters = "  ".join(f"{name} {value}" for name, value in h.counters) or "no drops possible"
+        lines = [
+            Text(f"input   {h.device}", overflow="ellipsis", no_wrap=True),
+            Text(counters, style="bold red" if any(v for _, v in h.counters) else ""),
+            Text(f"latency {latency}"),
+            Text(f"windows {h.windows}   uptime {h.uptime}"),
+            Text(f"model   {h.model}"),
+            Text(f"log     {short_path(h.database, width - 8)}"),
+        ]
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
+
+
+class HelpScreen(ModalScreen):
+    """What each panel means and the keys; any of escape, ? or h closes it."""
+
+    BINDINGS = [Binding("escape,question_mark,h", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Static { width: 72; height: auto; max-height: 100%; border: round $accent;
+                          background: $surface; padding: 0 1; }
+    """
+
+    TEXT = """[b]occupancy dashboard[/b]
+
+[b]Now[/b]: people speaking at once in the last 1-s window (3+ means three or more), the
+smoothed occupancy over the last few windows, and the capacity limit (red when exceeded).
+[b]Count probabilities[/b]: how sure the model is of each count for that window.
+[b]History[/b]: mean count over the last minutes; dots mark time with no audio.
+[b]Today by hour[/b]: mean people speaking per hour (local time), from the log.
+[b]Input[/b]: microphone level; NO SIGNAL means a dead, muted or unplugged microphone.
+[b]Health[/b]: input overflows, dropped audio blocks, device restarts, inference latency.
+
+[b]q[/b] quit (the log is flushed)   [b]p[/b] pause/resume the display   [b]r[/b] hourly report
+[b]?[/b] this help   [b]escape[/b] close a screen"""
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.TEXT)
+
+
+class ReportScreen(Screen):
+    """The hourly table from the log, newest hour first."""
+
+    BINDINGS = [Binding("escape,r", "dismiss", "Back")]
+    COLUMNS = ("hour", "minutes", "mean", "peak", "busy", "person-min")
+
+    def __init__(self, rows: list[dict], tz: tzinfo | None):
+        super().__init__()
+        self.rows = rows
+        self.tz = tz
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="")
+        yield DataTable(zebra_stripes=True, cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "hourly traffic from the log"
+        table = self.query_one(DataTable)
+        table.add_columns(*self.COLUMNS)
+        for row in reversed(self.rows):
+            hour = datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz)
+            table.add_row(
+                hour.strftime("%Y-%m-%d %H:00"),
+                f"{row['minutes_covered']:.1f}",
+                f"{row['mean_count']:.2f}",
+                str(row["peak_count"]),
+                f"{row['busy_share']:.0%}",
+                f"{row['person_seconds'] / 60:.1f}",
+            )
+        if not self.rows:
+            self.sub_title = "the log has no hours yet"
+
+
+class OccupancyApp(App):
+    """Live counts from a Pipeline; `clock` and `tz` are injectable so screenshots are reproducible.
+
+    The pipeline is anything with the Pipeline interface: subscribe, start, wait, error,
+    counters(), source (name, status), counter (name, device, classes), db_path.
+    """
+
+    TITLE = "occupancy"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "report", "Report"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+    CSS = """
+    #top { height: 6; }
+    #now, #probability-box, #history-box, #hourly-box, #input-box {
+        border: round $primary; border-title-color: $text; padding: 0 1;
+    }
+    #now { width: 32; layout: horizontal; }
+    #now.over { border: heavy $error; border-title-color: $error; }
+    #count { width: 8; }
+    #smoothed { width: 1fr; }
+    #probability-box { width: 1fr; }
+    #history-box { height: 1fr; min-height: 5; }
+    #bottom { height: 2fr; min-height: 11; }
+    #hourly-box { width: 1fr; }
+    #hourly { height: 1fr; }
+    #busiest { height: 1; }
+    #input-box { width: 38; }
+    #status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(
+        self,
+        pipeline,
+        config: Config,
+        *,
+        db_path: str | Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tz: tzinfo | None = None,
+    ):
+        super().__init__()
+        self.pipeline = pipeline
+        self.config = config
+        self.db_path = Path(db_path or pipeline.db_path)
+        self.clock = clock
+        self.tz = tz  # None: the machine's local time zone
+        self.count_classes = list(pipeline.counter.classes)
+        self.latest: CountEvent | None = None
+        self.history: deque[CountEvent] = deque()
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOWS)
+        self.received = 0
+        self.hours: list[dict] = []
+        self.start_error: OccupancyError | None = None
+        self._db = None
+        self._started = clock()
+        pipeline.subscribe(self._on_event)
+
+    # --- events in (worker thread) -------------------------------------------------------------
+
+    def _on_event(self, event: CountEvent) -> None:
+        """Called by the worker thread: hand the event to the UI thread and return at once."""
+        self.post_message(CountReceived(event))
+
+    def on_count_received(self, message: CountReceived) -> None:
+        event = message.event
+        self.latest = event
+        self.received += 1
+        self.latencies.append(event.latency_ms)
+        self.history.append(event)
+        horizon = event.end - timedelta(minutes=self.config.dashboard.history_minutes)
+        while self.history and self.history[0].start < horizon:
+            self.history.popleft()
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="")
+        with Horizontal(id="top"):
+            with Horizontal(id="now"):
+                yield Digits("-", id="count")
+                yield Static(id="smoothed")
+            with Vertical(id="probability-box"):
+                yield ProbabilityBars(id="probabilities")
+        with Vertical(id="history-box"):
+            yield HistoryPlot(id="history")
+        with Horizontal(id="bottom"):
+            with Vertical(id="hourly-box"):
+                yield HourlyBars(id="hourly")
+                yield Static(id="busiest")
+            with Vertical(id="input-box"):
+                yield LevelMeter(id="level")
+                yield Static(id="status")
+                yield HealthPanel(id="health")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        dashboard = self.config.dashboard
+        self.title = f"occupancy · {self.config.monitor.venue}"
+        self.query_one("#now").border_title = "Now"
+        self.query_one("#probability-box").border_title = "Count probabilities"
+        self.query_one("#history-box").border_title = f"Last {dashboard.history_minutes} min"
+        self.query_one("#history-box").border_subtitle = "now"
+        self.query_one("#hourly-box").border_title = "Today by hour (mean people)"
+        self.query_one("#input-box").border_title = "Input & health"
+        top = self.count_classes[-1]
+        self.query_one(HistoryPlot).top = top
+        self.query_one(HourlyBars).top = top
+        self.query_one(HistoryPlot).span_s = dashboard.history_minutes * 60.0
+        self.query_one(ProbabilityBars).labels = tuple(count_label(c, top) for c in self.count_classes)
+        if threading.current_thread() is threading.main_thread():
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
+        try:
+            self.pipeline.start()
+        except OccupancyError as exc:
+            self.start_error = exc
+            self.exit(return_code=exc.exit_code)
+            return
+        self.refresh_view()
+        self.set_interval(1.0 / dashboard.refresh_hz, self.refresh_view)
+
+    def on_unmount(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+    # --- state out (UI thread) -----------------------------------------------------------------
+
+    def refresh_view(self) -> None:
+        """Copy the current state into the widgets (skipped while paused)."""
+        self.sub_title = "PAUSED (p resumes)" if self.paused else ""
+        if self.paused:
+            return
+        error = self.pipeline.error
+        status = f"error: {error}" if error else self.status()
+        self.query_one("#status", Static).update(Text(status, style="bold red" if error else "dim"))
+        self._show_now()
+        self._show_history()
+        self._show_hours()
+        self._show_input()
+
+    def status(self) -> str:
+        """What the input is doing: capturing, retrying a lost device, or finished."""
+        if self.pipeline.wait(0):
+            return f"finished: {self.received} windows counted; q quits"
+        return self.pipeline.source.status
+
+    def _show_now(self) -> None:
+        event, limit = self.latest, self.config.monitor.capacity_limit
+        if event is None:
+            return
+        top = self.count_classes[-1]
+        self.query_one("#count", Digits).update(count_label(event.count, top))
+        over = limit > 0 and event.smoothed > limit
+        lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
+        self.query_one("#smoothed", Static).update(
+            Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
+        )
+        now = self.query_one("#now")
+        now.set_class(over, "over")
+        now.border_subtitle = event.end.astimezone(self.tz).strftime("%H:%M:%S")
+        self.query_one(ProbabilityBars).probabilities = tuple(round(p, 2) for p in event.probabilities)
+
+    def _show_history(self) -> None:
+        if self.latest is None:
+            return
+        end = self.latest.end
+        self.query_one(HistoryPlot).points = tuple(
+            ((end - e.start).total_seconds(), e.count) for e in self.history
+        )
+
+    def _show_hours(self) -> None:
+        """Today's hours from the log; 'today' is the day of the latest window (a replay's own day)."""
+        day = (self.latest.start if self.latest else self.clock()).astimezone(self.tz)
+        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.hours = self._read_hours(midnight, midnight + timedelta(days=1))
+        means: list[float | None] = [None] * 24
+        for row in self.hours:
+            means[datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz).hour] = row["mean_count"]
+        self.query_one(HourlyBars).means = tuple(None if m is None else round(m, 2) for m in means)
+        busiest = max(self.hours, key=lambda row: row["mean_count"], default=None)
+        text = "no traffic logged today" if busiest is None else self.busiest_text(busiest)
+        self.query_one("#busiest", Static).update(text)
+
+    def busiest_text(self, row: dict) -> str:
+        hour = datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz)
+        return f"busiest {hour:%H}:00 · mean {row['mean_count']:.2f} · peak {row['peak_count']}"
+
+    def _read_hours(self, since: datetime | None, until: datetime | None) -> list[dict]:
+        """Hourly rows from the log, [] until the writer has created it."""
+        if self._db is None:
+            try:
+                self._db = open_store(self.db_path, readonly=True)
+            except StorageError as exc:
+                log.debug("log not readable yet: %s", exc)
+                return []
+        return hourly_rows(self._db, since, until)
+
+    def _show_input(self) -> None:
+        pipeline = self.pipeline
+        self.query_one(LevelMeter).level = None if self.latest is None else round(self.latest.level_dbfs)
+        latest = self.latest
+        self.query_one(HealthPanel).health = Health(
+            device=pipeline.source.name,
+            counters=tuple(pipeline.counters().items()),
+            latency_ms=None if latest is None else latest.latency_ms,
+            median_latency_ms=statistics.median(self.latencies) if self.latencies else None,
+            windows=self.received,
+            model=f"{pipeline.counter.name} on {pipeline.counter.device}",
+            database=str(self.db_path),
+            uptime=str(timedelta(seconds=int((self.clock() - self._started).total_seconds()))),
+        )
+
+    def finish(self) -> int:
+        """After the app has exited: close the pipeline (count what is queued, flush the log, close
+        the run) and return the exit code; raise the failure to start, or the pipeline's error."""
+        if self.start_error is not None:
+            raise self.start_error
+        self.pipeline.close()
+        return self.return_code or 0
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.refresh_view()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_report(self) -> None:
+        self.push_screen(ReportScreen(self._read_hours(None, None), self.tz))
+
+
+def run_dashboard(pipeline, config: Config) -> int:
+    """Show the dashboard over `pipeline` (not started yet: the app starts it) until `q`, then
+    close the pipeline. Returns the exit code; a failure to start (device, log) is raised."""
+    app = OccupancyApp(pipeline, config)
+    try:
+        app.run()
+    finally:
+        code = app.finish()
+    return code

@@ -1,0 +1,294 @@
+"""The dashboard: a real replay of the bundled sample through the real pipeline, key bindings, and
+layout snapshots from a fixed sequence of events (so the pictures are reproducible)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Digits, Static
+
+from occupancy.capture import FileSource
+from occupancy.config import Config, MonitorConfig
+from occupancy.dashboard import (
+    HealthPanel,
+    HelpScreen,
+    HistoryPlot,
+    HourlyBars,
+    LevelMeter,
+    OccupancyApp,
+    ProbabilityBars,
+    ReportScreen,
+)
+from occupancy.errors import StorageError
+from occupancy.models.counter import default_model_path, load_counter
+from occupancy.pipeline import Pipeline
+from occupancy.sample import SAMPLE_AUDIO, load_truth
+from occupancy.store import open_store, start_run, write_batch
+from occupancy.worker import CountEvent
+
+FIXED_NOW = datetime(2026, 11, 25, 14, 30, tzinfo=UTC)
+
+
+def fixed_events() -> list[CountEvent]:
+    """A deterministic day: one window a minute from 08:00, then every second for the last 10 min."""
+    starts = [FIXED_NOW.replace(hour=8) + timedelta(minutes=m) for m in range(6 * 60 + 20)]
+    starts += [starts[-1] + timedelta(seconds=s) for s in range(1, 600)]
+    events = []
+    for i, start in enumerate(starts):
+        count = (i // 37 + i // 11) % 4 if start.hour != 12 else 0
+        probs = [0.05] * 4
+        probs[count] = 0.85
+        events.append(
+            CountEvent(
+                start=start, end=start + timedelta(seconds=1), seconds=1.0, count=count,
+                probabilities=tuple(probs), smoothed=float(min(3, count + 1)),
+                level_dbfs=-30.0 + 10 * math.sin(i / 7), latency_ms=20.0 + i % 9, captured_at=0.0,
+            )
+        )
+    return events
+
+
+class FixedSource:
+    name = "USB Audio Device"
+    kind = "microphone"
+    status = "capturing from USB Audio Device at 16000 Hz"
+
+
+class FixedCounter:
+    name = "counter"
+    device = "cpu"
+    classes = [0, 1, 2, 3]
+
+
+class FixedPipeline:
+    """Stands in for the Pipeline in layout tests: `start()` logs the fixed events into a real
+    SQLite file and hands them to the subscribers, as the worker would."""
+
+    source = FixedSource()
+    counter = FixedCounter()
+    error = None
+
+    def __init__(self, db_path: Path, events: list[CountEvent]):
+        self.db_path = db_path
+        self.events = events
+        self.subscribers = []
+
+    def subscribe(self, callback) -> None:
+        self.subscribers.append(callback)
+
+    def start(self) -> None:
+        db = open_store(self.db_path)
+        run_id = start_run(db, source="microphone", device=self.source.name, model="counter", compute="cpu", hop_s=1.0)
+        write_batch(db, run_id, self.events, self.counters())
+        db.close()
+        for event in self.events:
+            for callback in self.subscribers:
+                callback(event)
+
+    def wait(self, timeout=None) -> bool:
+        return False
+
+    def counters(self) -> dict[str, int]:
+        return {"overflows": 0, "dropped": 2, "restarts": 0}
+
+
+def fixed_app(tmp_path: Path, monkeypatch, capacity_limit: int = 0) -> OccupancyApp:
+    monkeypatch.chdir(tmp_path)  # a relative log path: the same text in every snapshot
+    config = dataclasses.replace(Config(), monitor=MonitorConfig(capacity_limit=capacity_limit, venue="The Crown"))
+    pipeline = FixedPipeline(Path("occupancy.db"), fixed_events())
+    return OccupancyApp(pipeline, config, clock=lambda: FIXED_NOW, tz=UTC)
+
+
+def shown_count(app: OccupancyApp) -> str:
+    return app.query_one("#count", Digits).value
+
+
+async def drawn(pilot) -> None:
+    """Let the posted events arrive, then draw them (instead of waiting for the refresh timer)."""
+    await pilot.pause()
+    pilot.app.refresh_view()
+    await pilot.pause()
+
+
+# --- a real replay of the bundled sample through the real pipeline ------------------------------
+
+MODEL = default_model_path()
+needs_model = pytest.mark.skipif(
+    not MODEL.is_file(), reason="models/counter.safetensors is absent (train it with `occupancy train`)"
+)
+REPLAY_START = datetime(2026, 11, 25, 14, 59, 30, tzinfo=UTC)  # the sample spans two hours
+
+
+@pytest.fixture(scope="module")
+def counter():
+    return load_counter(MODEL, device="cpu")
+
+
+def replay_app(tmp_path: Path, counter, *, realtime: bool = False) -> OccupancyApp:
+    config = Config()
+    source = FileSource([SAMPLE_AUDIO], realtime=realtime, start=REPLAY_START)
+    pipeline = Pipeline(config, source, counter, db_path=tmp_path / "occupancy.db")
+    return OccupancyApp(pipeline, config, tz=UTC)
+
+
+def logged(db_path: Path) -> tuple[list[dict], list[dict]]:
+    """The events and hourly rows the log holds, read through a connection of our own."""
+    db = open_store(db_path, readonly=True)
+    try:
+        events = list(db.query("SELECT * FROM events ORDER BY start_utc"))
+        for row in events:
+            row["probabilities"] = json.loads(row["probabilities"])
+        return events, list(db.query("SELECT * FROM hourly ORDER BY hour_utc"))
+    finally:
+        db.close()
+
+
+@needs_model
+async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
+    app = replay_app(tmp_path, counter)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while not app.pipeline.wait(0):
+            await pilot.pause(0.05)
+        await asyncio.to_thread(app.pipeline.close)  # flush the log, as quitting does
+        await drawn(pilot)
+        events, hours = logged(app.db_path)
+        assert len(events) == len(load_truth())  # one window per second of the sample
+        last = events[-1]
+
+        assert shown_count(app) == ("3+" if last["count"] == 3 else str(last["count"]))
+        assert f"smoothed {last['smoothed']:.1f}" in str(app.query_one("#smoothed", Static).content)
+        bars = app.query_one(ProbabilityBars)
+        assert bars.probabilities == pytest.approx(last["probabilities"], abs=0.011)
+        assert bars.render().plain.splitlines()[-1].lstrip().startswith("3+")
+
+        end = datetime.fromisoformat(last["end_utc"])
+        plot = app.query_one(HistoryPlot)
+        assert [count for _, count in plot.points] == [e["count"] for e in events]
+        assert [age for age, _ in plot.points] == pytest.approx(
+            [(end - datetime.fromisoformat(e["start_utc"])).total_seconds() for e in events]
+        )
+
+        assert [h["hour_utc"][11:13] for h in hours] == ["14", "15"]
+        means = app.query_one(HourlyBars).means
+        for row in hours:
+            assert means[int(row["hour_utc"][11:13])] == pytest.approx(row["mean_count"], abs=0.005)
+        busiest = max(hours, key=lambda row: row["mean_count"])
+        assert f"busiest {busiest['hour_utc'][11:13]}:00" in str(app.query_one("#busiest", Static).content)
+
+        assert app.query_one(LevelMeter).level == pytest.approx(last["level_dbfs"], abs=0.51)
+        health = app.query_one(HealthPanel).health
+        assert health.windows == len(events)
+        assert health.latency_ms == pytest.approx(last["latency_ms"], abs=0.01)
+        assert health.model == f"{counter.name} on cpu"
+        assert "finished: 90 windows" in str(app.query_one("#status", Static).content)
+
+
+@needs_model
+async def test_quit_mid_replay_leaves_a_consistent_log(tmp_path, counter):
+    app = replay_app(tmp_path, counter, realtime=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while app.received < 3:
+            await pilot.pause(0.1)
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert await asyncio.to_thread(app.finish) == 0
+    events, hours = logged(app.db_path)
+    assert app.received <= len(events) < len(load_truth())  # stopped early, nothing seen was lost
+    assert sum(h["windows"] for h in hours) == len(events)
+    db = open_store(app.db_path, readonly=True)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT stopped_utc FROM runs").fetchone()[0] is not None
+    db.close()
+
+
+async def test_a_log_that_cannot_be_opened_is_raised_after_the_app_exits(tmp_path):
+    config = Config()
+    source = FileSource([SAMPLE_AUDIO], start=REPLAY_START)
+    app = OccupancyApp(Pipeline(config, source, FixedCounter(), db_path=tmp_path), config)  # a folder
+    async with app.run_test(size=(80, 24)):
+        pass
+    assert isinstance(app.start_error, StorageError)
+    with pytest.raises(StorageError):
+        app.finish()
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+async def test_p_pauses_the_display_but_not_the_counting(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+        before = shown_count(app)
+        event = dataclasses.replace(app.latest, count=(app.latest.count + 1) % 4)
+        await pilot.press("p")
+        assert "PAUSED" in app.sub_title
+        app.pipeline.subscribers[0](event)
+        await drawn(pilot)
+        assert shown_count(app) == before
+        assert app.latest == event
+        await pilot.press("p")
+        await drawn(pilot)
+        assert shown_count(app) == ("3+" if event.count == 3 else str(event.count))
+
+
+async def test_question_mark_shows_help_and_escape_closes_it(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_r_shows_the_hourly_table_from_the_log(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+        await pilot.press("r")
+        assert isinstance(app.screen, ReportScreen)
+        table = app.screen.query_one(DataTable)
+        _, hours = logged(app.db_path)
+        assert table.row_count == len(hours)
+        newest = table.get_row_at(0)
+        assert newest[0] == hours[-1]["hour_utc"][:13].replace("T", " ") + ":00"
+        assert newest[3] == str(hours[-1]["peak_count"])
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ReportScreen)
+
+
+async def test_q_quits(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        assert not app.is_running
+    assert app.return_code == 0
+
+
+async def test_capacity_warning_when_the_smoothed_count_passes_the_limit(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch, capacity_limit=2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+        for smoothed, over in ((2.0, False), (2.5, True), (1.0, False)):
+            app.pipeline.subscribers[0](dataclasses.replace(app.latest, smoothed=smoothed))
+            await drawn(pilot)
+            assert app.query_one("#now").has_class("over") is over
+            assert ("OVER CAPACITY" in str(app.query_one("#smoothed", Static).content)) is over
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+
+def test_layout_80x24(snap_compare, tmp_path, monkeypatch):
+    assert snap_compare(fixed_app(tmp_path, monkeypatch), terminal_size=(80, 24), run_before=drawn)
+
+
+def test_layout_120x40_over_capacity(snap_compare, tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch, capacity_limit=2)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=drawn)
