@@ -213,8 +213,13 @@ def test_dataset_make_format_reproducible_refuses_and_resumes(tiny, tmp_path):
         with open(tmp_path / "a" / f"{name}.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert len(rows) == n and list(rows[0])[:4] == ["Speakers", "Speakers Sex", "F", "M"]
-        audio, rate = sf.read(tmp_path / "a" / f"Audio_{name}{n - 1}.wav", dtype="int16")
+        audio, rate = sf.read(tmp_path / "a" / f"Audio_{name}{n - 1}.wav", dtype="float32")
         assert rate == RATE and audio.shape == (RATE,) and sf.info(tmp_path / "a" / f"Audio_{name}0.wav").subtype == "PCM_16"
+        # the last row names how to rebuild its file from the Dataset
+        assert (rows[-1]["split"], rows[-1]["index"], rows[-1]["seed"]) == (split, str(n - 1), str(tiny.seed))
+        again = MixtureDataset(load_splits(tiny), split, length=n, seed=tiny.seed, fresh=False).example(n - 1)
+        np.testing.assert_allclose(audio, again[0], atol=1e-4)
+        assert again[1]["Speakers Sex"] == rows[-1]["Speakers Sex"]
     # interrupted: a row cut in half, its file and a later one missing -> resume gives the same bytes
     table = tmp_path / "b" / "Train.csv"
     lines = table.read_bytes().splitlines(keepends=True)

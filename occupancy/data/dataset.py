@@ -49,7 +49,11 @@ class MixtureDataset(torch.utils.data.Dataset):
         return self.length
 
     def set_epoch(self, epoch: int) -> None:
-        """New mixtures for a new epoch (fresh=True); call before creating the epoch's iterator."""
+        """New mixtures for a new epoch (fresh=True).
+
+        Call it before creating the epoch's DataLoader iterator: workers copy the dataset when they
+        start, so with persistent_workers=True they would keep the old epoch.
+        """
         self.epoch = epoch
 
     def count_of(self, index: int) -> int:
@@ -65,7 +69,9 @@ class MixtureDataset(torch.utils.data.Dataset):
             raise IndexError(f"example {index} out of range 0..{self.length - 1}")
         epoch = self.epoch if self.fresh else 0
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), epoch, index])
-        return self.mixer.make(self.recipe, rng, self.count_of(index))
+        audio, meta = self.mixer.make(self.recipe, rng, self.count_of(index))
+        meta.update(split=self.split, index=index, seed=self.seed, epoch=epoch)
+        return audio, meta
 
     def metadata(self, index: int) -> dict:
         return self.example(index)[1]

@@ -231,6 +231,7 @@ COLUMNS = (
     "recipe", "speaker_ids", "files", "offsets", "gains_db", "room", "rt60", "rir_ids",
     "noise_file", "noise_offset", "second_noise_file", "second_noise_offset", "noise_colour",
     "snr_db", "loudness_dbfs",
+    "split", "index", "seed", "epoch",  # MixtureDataset(split, seed).example(index) at this epoch rebuilds it
 )
 
 
