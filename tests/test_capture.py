@@ -120,13 +120,22 @@ def test_callback_counts_overflows_and_drops_and_marks_the_gaps():
 LOST_STREAM_SCRIPT = textwrap.dedent(
     """
     import json, queue, time
+    import sounddevice as sd
     from occupancy.capture import MicSource
-    mic = MicSource("occfile", block_size=1600)
-    blocks = queue.Queue(maxsize=100000)
+
+    class FailingMic(MicSource):
+        fail_at = None  # monotonic time when the stream dies, as PortAudio ends it when a device goes
+
+        def _callback(self, indata, frames, time_info, status):
+            if self.fail_at and time.monotonic() >= self.fail_at:
+                self.fail_at = None
+                raise sd.CallbackAbort
+            super()._callback(indata, frames, time_info, status)
+
+    mic = FailingMic("occfile", block_size=1600)
+    blocks = queue.Queue(maxsize=1000)
     mic.start(blocks)
-    time.sleep(0.5)
-    mic._stream.abort()  # the stream dies under the supervisor, as when a device is unplugged
-    died = time.monotonic()
+    died = mic.fail_at = time.monotonic() + 0.3
     statuses = set()
     while mic.restarts == 0 and time.monotonic() < died + 20:
         statuses.add(mic.status)
@@ -135,6 +144,8 @@ LOST_STREAM_SCRIPT = textwrap.dedent(
     while block.captured_at < died:  # skip what came before the loss
         block = blocks.get(timeout=5)
     mic.stop()
+    while blocks.get(timeout=5) is not None:
+        pass
     print(json.dumps({"restarts": mic.restarts, "statuses": sorted(statuses),
                       "new_stretch_after_restart": block.start is not None}))
     """
