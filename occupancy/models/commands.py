@@ -44,7 +44,7 @@ def add_command(subparsers) -> None:
         p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar=kind.__name__.upper(),
                        help=f"(default: {getattr(defaults, flag)})")
     p.add_argument("--optimizer", choices=["adam", "adamw"])
-    p.add_argument("--schedule", choices=["onecycle", "constant"])
+    p.add_argument("--schedule", choices=["onecycle", "constant", "time"], help="time: warm-up then cosine over --max-minutes of wall clock")
     p.add_argument("--recipe", choices=["realistic", "seed"])
     p.add_argument("--sex-head", action="store_true", help="add the sex-composition head (women, men)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -99,6 +99,8 @@ def run_train(args, config: Config) -> int:
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo")
     try:
         best = train(config, settings, out, name, resume=args.resume, device=args.device, threads=args.threads)
+        if distributed:
+            dist.barrier()  # no process leaves while another still talks to it
     finally:
         if distributed:
             dist.destroy_process_group()
