@@ -70,8 +70,12 @@ _HOUR = timedelta(hours=1)
 # ---- reading the log ------------------------------------------------------------------------------
 
 
-def open_log(path: str | Path) -> Database:
-    """A read-only connection to the log: an older occupancy schema is migrated first, a foreign one refused."""
+def open_log(path: str | Path) -> Database | None:
+    """A read-only connection to the log: an older occupancy schema is migrated first, a foreign one refused.
+
+    None when the file holds no log yet (a monitor is just creating it): nothing to report, and
+    nothing is written, so a report never races the monitor's own first migration.
+    """
     db = open_store(path, readonly=True)
     try:
         pending = migrations.pending(db)
@@ -83,8 +87,10 @@ def open_log(path: str | Path) -> Database:
     if not pending:
         return db
     db.close()
-    if tables and not applied:
-        raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
+    if not applied:
+        if tables:
+            raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
+        return None
     log.info("%s: migrating the log to the current schema (%s)", path, ", ".join(m.name for m in pending))
     open_store(path).close()
     return open_store(path, readonly=True)
@@ -172,6 +178,8 @@ def hourly_table(
 ) -> list[dict]:
     """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS: the dashboard's table."""
     db = open_log(db_path)
+    if db is None:
+        return []
     try:
         return periods(load_hours(db, since, until, utc), "hour", min_coverage)
     except sqlite3.Error as exc:
@@ -278,6 +286,8 @@ def build_report(
     since = in_zone(since, utc) if since else None
     until = in_zone(until, utc) if until else None
     db = open_log(db_path)
+    if db is None:
+        return None
     try:
         hours = load_hours(db, since, until, utc)
         if not hours:

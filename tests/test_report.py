@@ -20,7 +20,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
+from occupancy import report as report_module
+from occupancy import store
 from occupancy.cli import main
 from occupancy.report import FIGURE_DPI, FIGURE_INCHES, hourly_table
 from occupancy.store import migrations, open_store, start_run, write_batch
@@ -348,15 +351,38 @@ def test_not_a_database_is_refused(capsys, tmp_path):
     assert code == 2 and str(path) in err and len(err.strip().splitlines()) == 1
 
 
-def test_older_schema_is_migrated(capsys, tmp_path):
-    """A log made before the first schema migration (only the migrations table) is brought up to date."""
-    path = tmp_path / "old.db"
+def test_log_not_created_yet_is_empty_and_left_alone(capsys, tmp_path):
+    """A file a monitor is just creating (no schema yet): nothing to report, and the report writes nothing."""
+    path = tmp_path / "new.db"
     db = Database(path)
-    migrations.apply(db, stop_before=migrations.pending(db)[0].name)
+    migrations.apply(db, stop_before=migrations.pending(db)[0].name)  # the migrations table, nothing else
     db.close()
     code, _, err = report(capsys, "--db", str(path))
     assert code == 1 and "no traffic logged" in err
-    assert migrations.pending(Database(path)) == []
+    assert Database(path).table_names() == [migrations.migrations_table]
+
+
+def test_older_schema_is_migrated(capsys, tmp_path, monkeypatch):
+    """A log written before this version's newest migration is brought up to date, then reported."""
+    path = tmp_path / "old.db"
+    db = open_store(path)
+    log_counts(db, utc("2026-11-27T19:00:00"), [2] * 1200)
+    db.close()
+
+    newer = Migrations("occupancy")  # this version's schema plus one more step than the file has
+    newer()(store.m001_initial_schema)
+
+    @newer()
+    def m999_index_on_smoothed(db):
+        db.execute("CREATE INDEX events_smoothed ON events(smoothed)")
+
+    monkeypatch.setattr(store, "migrations", newer)
+    monkeypatch.setattr(report_module, "migrations", newer)
+    assert [m.name for m in newer.pending(Database(path))] == ["m999_index_on_smoothed"]
+    data = report_json(capsys, path, "--utc")
+    assert [(p["period"], p["mean_count"]) for p in data["periods"]] == [("2026-11-27 19:00", 2.0)]
+    assert newer.pending(Database(path)) == []
+    assert "events_smoothed" in [i.name for i in Database(path)["events"].indexes]
 
 
 def test_reads_while_a_writer_holds_a_transaction(capsys, tmp_path):
