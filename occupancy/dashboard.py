@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.text import Text
@@ -37,7 +37,7 @@ from textual.widgets import DataTable, Digits, Footer, Header, Static
 
 from .config import Config
 from .errors import OccupancyError, StorageError
-from .store import hourly_rows, open_store
+from .report import hourly_table
 from .worker import CountEvent
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class HelpScreen(ModalScreen):
 smoothed occupancy over the last few windows, and the capacity limit (red when exceeded).
 [b]Count probabilities[/b]: how sure the model is of each count for that window.
 [b]History[/b]: mean count over the last minutes; dots mark time with no audio.
-[b]Today by hour[/b]: mean people speaking per hour (local time), from the log.
+[b]Today by hour[/b]: mean people speaking per hour, from the log; dots: hours not logged.
 [b]Input[/b]: microphone level; NO SIGNAL means a dead, muted or unplugged microphone.
 [b]Health[/b]: input overflows, dropped audio blocks, device restarts, inference latency.
 
@@ -236,15 +236,14 @@ smoothed occupancy over the last few windows, and the capacity limit (red when e
 
 
 class ReportScreen(Screen):
-    """The hourly table from the log, newest hour first."""
+    """The hourly table from the log (`occupancy report`'s measures), newest hour first."""
 
     BINDINGS = [Binding("escape,r", "dismiss", "Back")]
-    COLUMNS = ("hour", "minutes", "mean", "peak", "busy", "person-min")
+    COLUMNS = ("hour", "minutes", "mean", "peak", "speech min", "1+", "2+", "3+")
 
-    def __init__(self, rows: list[dict], tz: tzinfo | None):
+    def __init__(self, hours: list[dict]):
         super().__init__()
-        self.rows = rows
-        self.tz = tz
+        self.hours = hours
 
     def compose(self) -> ComposeResult:
         yield Header(icon="")
@@ -252,26 +251,25 @@ class ReportScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "hourly traffic from the log"
+        self.sub_title = "hourly traffic from the log" if self.hours else "nothing logged yet"
         table = self.query_one(DataTable)
         table.add_columns(*self.COLUMNS)
-        for row in reversed(self.rows):
-            hour = datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz)
+        for hour in reversed(self.hours):
             table.add_row(
-                hour.strftime("%Y-%m-%d %H:00"),
-                f"{row['minutes_covered']:.1f}",
-                f"{row['mean_count']:.2f}",
-                str(row["peak_count"]),
-                f"{row['busy_share']:.0%}",
-                f"{row['person_seconds'] / 60:.1f}",
+                hour["period"] + (" (short)" if hour["low_coverage"] else ""),
+                f"{hour['minutes_covered']:.1f}",
+                f"{hour['mean_count']:.2f}",
+                str(hour["peak_count"]),
+                f"{hour['speech_minutes']:.1f}",
+                *(f"{hour[key]:.0%}" for key in ("share_1plus", "share_2plus", "share_3plus")),
             )
-        if not self.rows:
-            self.sub_title = "the log has no hours yet"
 
 
 class OccupancyApp(App):
-    """Live counts from a Pipeline; `clock` and `tz` are injectable so screenshots are reproducible.
+    """Live counts from a Pipeline; `clock` and `utc` make screenshots reproducible.
 
+    Times are shown in the machine's local time zone, or in UTC with `utc=True` (as `occupancy
+    report` does).
     The pipeline is anything with the Pipeline interface: subscribe, start, wait, error,
     counters(), source (name, status), counter (name, device, classes), db_path.
     """
@@ -299,7 +297,7 @@ class OccupancyApp(App):
     #bottom { height: 2fr; min-height: 11; }
     #hourly-box { width: 1fr; }
     #hourly { height: 1fr; }
-    #busiest { height: 1; }
+    #busiest { height: auto; }
     #input-box { width: 38; }
     #status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
@@ -313,22 +311,21 @@ class OccupancyApp(App):
         *,
         db_path: str | Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        tz: tzinfo | None = None,
+        utc: bool = False,
     ):
         super().__init__()
         self.pipeline = pipeline
         self.config = config
         self.db_path = Path(db_path or pipeline.db_path)
         self.clock = clock
-        self.tz = tz  # None: the machine's local time zone
+        self.utc = utc
+        self.tz = UTC if utc else None  # astimezone(None) is the machine's local time zone
         self.count_classes = list(pipeline.counter.classes)
         self.latest: CountEvent | None = None
         self.history: deque[CountEvent] = deque()
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOWS)
         self.received = 0
-        self.hours: list[dict] = []
         self.start_error: OccupancyError | None = None
-        self._db = None
         self._started = clock()
         pipeline.subscribe(self._on_event)
 
@@ -371,19 +368,20 @@ class OccupancyApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.main = self.screen  # the timer updates it even while the help or report screen is on top
         dashboard = self.config.dashboard
         self.title = f"occupancy · {self.config.monitor.venue}"
-        self.query_one("#now").border_title = "Now"
-        self.query_one("#probability-box").border_title = "Count probabilities"
-        self.query_one("#history-box").border_title = f"Last {dashboard.history_minutes} min"
-        self.query_one("#history-box").border_subtitle = "now"
-        self.query_one("#hourly-box").border_title = "Today by hour (mean people)"
-        self.query_one("#input-box").border_title = "Input & health"
+        self.main.query_one("#now").border_title = "Now"
+        self.main.query_one("#probability-box").border_title = "Count probabilities"
+        self.main.query_one("#history-box").border_title = f"Last {dashboard.history_minutes} min"
+        self.main.query_one("#history-box").border_subtitle = "now"
+        self.main.query_one("#hourly-box").border_title = "Today by hour (mean people)"
+        self.main.query_one("#input-box").border_title = "Input & health"
         top = self.count_classes[-1]
-        self.query_one(HistoryPlot).top = top
-        self.query_one(HourlyBars).top = top
-        self.query_one(HistoryPlot).span_s = dashboard.history_minutes * 60.0
-        self.query_one(ProbabilityBars).labels = tuple(count_label(c, top) for c in self.count_classes)
+        self.main.query_one(HistoryPlot).top = top
+        self.main.query_one(HourlyBars).top = top
+        self.main.query_one(HistoryPlot).span_s = dashboard.history_minutes * 60.0
+        self.main.query_one(ProbabilityBars).labels = tuple(count_label(c, top) for c in self.count_classes)
         if threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         try:
@@ -395,10 +393,6 @@ class OccupancyApp(App):
         self.refresh_view()
         self.set_interval(1.0 / dashboard.refresh_hz, self.refresh_view)
 
-    def on_unmount(self) -> None:
-        if self._db is not None:
-            self._db.close()
-
     # --- state out (UI thread) -----------------------------------------------------------------
 
     def refresh_view(self) -> None:
@@ -408,7 +402,7 @@ class OccupancyApp(App):
             return
         error = self.pipeline.error
         status = f"error: {error}" if error else self.status()
-        self.query_one("#status", Static).update(Text(status, style="bold red" if error else "dim"))
+        self.main.query_one("#status", Static).update(Text(status, style="bold red" if error else "dim"))
         self._show_now()
         self._show_history()
         self._show_hours()
@@ -417,7 +411,7 @@ class OccupancyApp(App):
     def status(self) -> str:
         """What the input is doing: capturing, retrying a lost device, or finished."""
         if self.pipeline.wait(0):
-            return f"finished: {self.received} windows counted; q quits"
+            return f"finished: {self.received} windows"
         return self.pipeline.source.status
 
     def _show_now(self) -> None:
@@ -425,22 +419,22 @@ class OccupancyApp(App):
         if event is None:
             return
         top = self.count_classes[-1]
-        self.query_one("#count", Digits).update(count_label(event.count, top))
+        self.main.query_one("#count", Digits).update(count_label(event.count, top))
         over = limit > 0 and event.smoothed > limit
         lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
-        self.query_one("#smoothed", Static).update(
+        self.main.query_one("#smoothed", Static).update(
             Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
         )
-        now = self.query_one("#now")
+        now = self.main.query_one("#now")
         now.set_class(over, "over")
         now.border_subtitle = event.end.astimezone(self.tz).strftime("%H:%M:%S")
-        self.query_one(ProbabilityBars).probabilities = tuple(round(p, 2) for p in event.probabilities)
+        self.main.query_one(ProbabilityBars).probabilities = tuple(round(p, 2) for p in event.probabilities)
 
     def _show_history(self) -> None:
         if self.latest is None:
             return
         end = self.latest.end
-        self.query_one(HistoryPlot).points = tuple(
+        self.main.query_one(HistoryPlot).points = tuple(
             ((end - e.start).total_seconds(), e.count) for e in self.history
         )
 
@@ -448,34 +442,31 @@ class OccupancyApp(App):
         """Today's hours from the log; 'today' is the day of the latest window (a replay's own day)."""
         day = (self.latest.start if self.latest else self.clock()).astimezone(self.tz)
         midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        self.hours = self._read_hours(midnight, midnight + timedelta(days=1))
+        hours = self.read_hours(midnight, midnight + timedelta(days=1))
         means: list[float | None] = [None] * 24
-        for row in self.hours:
-            means[datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz).hour] = row["mean_count"]
-        self.query_one(HourlyBars).means = tuple(None if m is None else round(m, 2) for m in means)
-        busiest = max(self.hours, key=lambda row: row["mean_count"], default=None)
-        text = "no traffic logged today" if busiest is None else self.busiest_text(busiest)
-        self.query_one("#busiest", Static).update(text)
+        for hour in hours:
+            means[int(hour["period"][11:13])] = round(hour["mean_count"], 2)
+        self.main.query_one(HourlyBars).means = tuple(means)
+        # as `occupancy report` ranks them, except that a short hour still counts when it is all there is
+        busiest = max(hours, key=lambda h: (not h["low_coverage"], h["mean_count"], h["speech_minutes"]), default=None)
+        self.main.query_one("#busiest", Static).update("no traffic logged today" if busiest is None else (
+            f"busiest {busiest['period'][11:16]} · mean {busiest['mean_count']:.2f} · peak {busiest['peak_count']}"
+            + (f" · {busiest['minutes_covered']:.1f} min logged" if busiest["low_coverage"] else "")
+        ))
 
-    def busiest_text(self, row: dict) -> str:
-        hour = datetime.fromisoformat(row["hour_utc"]).astimezone(self.tz)
-        return f"busiest {hour:%H}:00 · mean {row['mean_count']:.2f} · peak {row['peak_count']}"
-
-    def _read_hours(self, since: datetime | None, until: datetime | None) -> list[dict]:
-        """Hourly rows from the log, [] until the writer has created it."""
-        if self._db is None:
-            try:
-                self._db = open_store(self.db_path, readonly=True)
-            except StorageError as exc:
-                log.debug("log not readable yet: %s", exc)
-                return []
-        return hourly_rows(self._db, since, until)
+    def read_hours(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+        """`occupancy report`'s hourly table (read-only, its own connection); [] until the log exists."""
+        try:
+            return hourly_table(self.db_path, since, until, utc=self.utc)
+        except StorageError as exc:
+            log.debug("log not readable yet: %s", exc)
+            return []
 
     def _show_input(self) -> None:
         pipeline = self.pipeline
-        self.query_one(LevelMeter).level = None if self.latest is None else round(self.latest.level_dbfs)
+        self.main.query_one(LevelMeter).level = None if self.latest is None else round(self.latest.level_dbfs)
         latest = self.latest
-        self.query_one(HealthPanel).health = Health(
+        self.main.query_one(HealthPanel).health = Health(
             device=pipeline.source.name,
             counters=tuple(pipeline.counters().items()),
             latency_ms=None if latest is None else latest.latency_ms,
@@ -504,7 +495,7 @@ class OccupancyApp(App):
         self.push_screen(HelpScreen())
 
     def action_report(self) -> None:
-        self.push_screen(ReportScreen(self._read_hours(None, None), self.tz))
+        self.push_screen(ReportScreen(self.read_hours()))
 
 
 def run_dashboard(pipeline, config: Config) -> int:

@@ -102,11 +102,16 @@ def fixed_app(tmp_path: Path, monkeypatch, capacity_limit: int = 0) -> Occupancy
     monkeypatch.chdir(tmp_path)  # a relative log path: the same text in every snapshot
     config = dataclasses.replace(Config(), monitor=MonitorConfig(capacity_limit=capacity_limit, venue="The Crown"))
     pipeline = FixedPipeline(Path("occupancy.db"), fixed_events())
-    return OccupancyApp(pipeline, config, clock=lambda: FIXED_NOW, tz=UTC)
+    return OccupancyApp(pipeline, config, clock=lambda: FIXED_NOW, utc=True)
 
 
 def shown_count(app: OccupancyApp) -> str:
-    return app.query_one("#count", Digits).value
+    return app.main.query_one("#count", Digits).value
+
+
+def as_shown(count: int) -> str:
+    """How the big digits show a count: the top class means 'three or more'."""
+    return "3+" if count == 3 else str(count)
 
 
 async def drawn(pilot) -> None:
@@ -134,7 +139,7 @@ def replay_app(tmp_path: Path, counter, *, realtime: bool = False) -> OccupancyA
     config = Config()
     source = FileSource([SAMPLE_AUDIO], realtime=realtime, start=REPLAY_START)
     pipeline = Pipeline(config, source, counter, db_path=tmp_path / "occupancy.db")
-    return OccupancyApp(pipeline, config, tz=UTC)
+    return OccupancyApp(pipeline, config, utc=True)
 
 
 def logged(db_path: Path) -> tuple[list[dict], list[dict]]:
@@ -161,7 +166,7 @@ async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
         assert len(events) == len(load_truth())  # one window per second of the sample
         last = events[-1]
 
-        assert shown_count(app) == ("3+" if last["count"] == 3 else str(last["count"]))
+        assert shown_count(app) == as_shown(last["count"])
         assert f"smoothed {last['smoothed']:.1f}" in str(app.query_one("#smoothed", Static).content)
         bars = app.query_one(ProbabilityBars)
         assert bars.probabilities == pytest.approx(last["probabilities"], abs=0.011)
@@ -186,7 +191,7 @@ async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
         assert health.windows == len(events)
         assert health.latency_ms == pytest.approx(last["latency_ms"], abs=0.01)
         assert health.model == f"{counter.name} on cpu"
-        assert "finished: 90 windows" in str(app.query_one("#status", Static).content)
+        assert f"finished: {len(events)} windows" in str(app.query_one("#status", Static).content)
 
 
 @needs_model
@@ -235,7 +240,7 @@ async def test_p_pauses_the_display_but_not_the_counting(tmp_path, monkeypatch):
         assert app.latest == event
         await pilot.press("p")
         await drawn(pilot)
-        assert shown_count(app) == ("3+" if event.count == 3 else str(event.count))
+        assert shown_count(app) == as_shown(event.count)
 
 
 async def test_question_mark_shows_help_and_escape_closes_it(tmp_path, monkeypatch):
@@ -243,6 +248,9 @@ async def test_question_mark_shows_help_and_escape_closes_it(tmp_path, monkeypat
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        app.pipeline.subscribers[0](dataclasses.replace(app.latest, count=(app.latest.count + 1) % 4))
+        await drawn(pilot)  # the display behind the help keeps updating
+        assert shown_count(app) == as_shown(app.latest.count)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
@@ -253,12 +261,13 @@ async def test_r_shows_the_hourly_table_from_the_log(tmp_path, monkeypatch):
         await drawn(pilot)
         await pilot.press("r")
         assert isinstance(app.screen, ReportScreen)
+        await drawn(pilot)  # the refresh timer goes on behind the report
         table = app.screen.query_one(DataTable)
         _, hours = logged(app.db_path)
         assert table.row_count == len(hours)
         newest = table.get_row_at(0)
-        assert newest[0] == hours[-1]["hour_utc"][:13].replace("T", " ") + ":00"
-        assert newest[3] == str(hours[-1]["peak_count"])
+        assert newest[0].startswith(hours[-1]["hour_utc"][:13].replace("T", " ") + ":00")
+        assert newest[2:4] == [f"{hours[-1]['mean_count']:.2f}", str(hours[-1]["peak_count"])]
         await pilot.press("escape")
         assert not isinstance(app.screen, ReportScreen)
 
