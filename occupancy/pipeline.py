@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Pipeline:
         self._subscribers: list[Callable[[CountEvent], None]] = []
         self._failed_callbacks: set[int] = set()
         self._closed = False
+        self._started = time.monotonic()
 
     def subscribe(self, callback: Callable[[CountEvent], None]) -> None:
         """Call `callback(event)` (in the worker thread) for every counted window."""
@@ -88,6 +90,7 @@ class Pipeline:
             self.source.stop()
             self._drain_blocks()
             raise
+        self._started = time.monotonic()
         self.capture.start()
         self.worker.start()
 
@@ -117,9 +120,10 @@ class Pipeline:
         self.capture.join()
         self.worker.join()
         self.writer.stop()
+        elapsed = time.monotonic() - self._started
         log.info(
-            "run %s: %d windows logged to %s; %s; capture-to-log latency %s",
-            self.writer.run_id, self.writer.windows, self.db_path,
+            "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",
+            self.writer.run_id, self.writer.windows, self.db_path, elapsed, self.writer.windows / elapsed,
             ", ".join(f"{k} {v}" for k, v in self.counters().items()) or "no drops possible",
             summarize_latency(self.writer.log_latencies_ms),
         )
