@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, WindowSlicer, open_audio, stream_audio, to_mono_16k
-from .errors import DeviceError
+from .errors import AudioError, DeviceError
 from .worker import TimedWindow
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ class MicSource:
         self._queue: queue.Queue | None = None
         self._rate = SAMPLE_RATE
         self._gap = True
-        self._last_block = 0.0
+        self._last_block = self._opened_at = 0.0
+        self._sd = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="occupancy-mic", daemon=True)
         self._stream = None
@@ -157,7 +158,7 @@ class MicSource:
             raise DeviceError(f"cannot open input device {device['name']!r}: {exc}") from None
         self.name = device["name"]
         self._gap = True
-        self._last_block = time.monotonic()
+        self._opened_at = self._last_block = time.monotonic()
         self.status = f"capturing from {self.name} at {rate} Hz"
         log.info("%s", self.status)
         return stream
@@ -189,9 +190,10 @@ class MicSource:
                     sd._initialize()
                     self._stream = self._open()
                     self.restarts += 1
-                self._watch(self._stream)
-                backoff = 1.0
+                self._watch(self._stream)  # returns only when asked to stop
             except (DeviceError, sd.PortAudioError) as exc:
+                if time.monotonic() - self._opened_at > MAX_BACKOFF_S:
+                    backoff = 1.0  # it had been working: a new failure starts the backoff over
                 self.status = f"input error: {exc}; retrying in {backoff:.0f} s"
                 log.warning("%s", self.status)
                 self._close()
@@ -211,10 +213,8 @@ class MicSource:
 
     def _close(self) -> None:
         if self._stream is not None:
-            try:
-                self._stream.close(ignore_errors=True)
-            finally:
-                self._stream = None
+            self._stream.close(ignore_errors=True)
+            self._stream = None
 
 
 class FileSource:
@@ -244,6 +244,7 @@ class FileSource:
         self.name = ", ".join(p.name for p in self.paths)
         self.status = "starting"
         self.error: Exception | None = None
+        self._queue: queue.Queue | None = None
         self._durations = [self._duration(p) for p in self.paths]  # opens each file: errors now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="occupancy-replay", daemon=True)
@@ -307,18 +308,24 @@ class Recorder:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AudioError(f"{self.folder}: cannot record audio there ({exc.strerror or exc})") from None
         self._file: sf.SoundFile | None = None
 
     def write(self, samples: np.ndarray, start: datetime | None) -> None:
         """Append samples; a new stretch of audio (start given) begins a new file named by its time."""
-        if start is not None or self._file is None:
-            self.close()
-            stamp = (start or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
-            path = self.folder / f"occupancy-{stamp}.flac"
-            self._file = sf.SoundFile(path, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
-            log.info("recording audio to %s", path)
-        self._file.write(np.clip(samples, -1.0, 1.0))
+        try:
+            if start is not None or self._file is None:
+                self.close()
+                stamp = (start or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+                path = self.folder / f"occupancy-{stamp}.flac"
+                self._file = sf.SoundFile(path, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
+                log.info("recording audio to %s", path)
+            self._file.write(np.clip(samples, -1.0, 1.0))
+        except (OSError, sf.LibsndfileError) as exc:
+            raise AudioError(f"{self.folder}: cannot write the recording ({exc})") from None
 
     def close(self) -> None:
         if self._file is not None:
