@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import statistics
@@ -117,18 +118,22 @@ class ProbabilityBars(Widget):
 
 
 class HistoryPlot(Widget):
-    """Counts over the last minutes, one column per time slice (its mean count), fixed 0..top scale."""
+    """Counts over the last minutes, one column per time slice (mean count of the windows it
+    overlaps), on a fixed 0..top scale so a quiet room looks quiet."""
 
-    points: reactive[tuple[tuple[float, int], ...]] = reactive(tuple)  # (seconds before the end, count)
+    # (seconds from the window's start to the latest window's end, count, seconds the window covers)
+    points: reactive[tuple[tuple[float, int, float], ...]] = reactive(tuple)
     span_s: reactive[float] = reactive(600.0)
     top: reactive[int] = reactive(3)
 
     def column_values(self, columns: int) -> list[float | None]:
-        """Mean count of the windows in each of `columns` equal slices of the span (None: no window)."""
+        """Mean count in each of `columns` equal slices of the span, oldest first (None: no window)."""
         sums, counts = [0.0] * columns, [0] * columns
-        for age, count in self.points:
-            column = columns - 1 - int(age / self.span_s * columns)
-            if 0 <= column < columns:
+        scale = columns / self.span_s
+        for age, count, seconds in self.points:
+            first = max(0, math.floor(columns - age * scale))
+            last = min(columns, math.ceil(columns - (age - seconds) * scale))
+            for column in range(first, last):
                 sums[column] += count
                 counts[column] += 1
         return [s / n if n else None for s, n in zip(sums, counts)]
@@ -435,7 +440,7 @@ class OccupancyApp(App):
             return
         end = self.latest.end
         self.main.query_one(HistoryPlot).points = tuple(
-            ((end - e.start).total_seconds(), e.count) for e in self.history
+            ((end - e.start).total_seconds(), e.count, e.seconds) for e in self.history
         )
 
     def _show_hours(self) -> None:

@@ -174,8 +174,8 @@ async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
 
         end = datetime.fromisoformat(last["end_utc"])
         plot = app.query_one(HistoryPlot)
-        assert [count for _, count in plot.points] == [e["count"] for e in events]
-        assert [age for age, _ in plot.points] == pytest.approx(
+        assert [count for _, count, _ in plot.points] == [e["count"] for e in events]
+        assert [age for age, _, _ in plot.points] == pytest.approx(
             [(end - datetime.fromisoformat(e["start_utc"])).total_seconds() for e in events]
         )
 
