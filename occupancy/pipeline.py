@@ -59,8 +59,9 @@ class Pipeline:
         self.writer: StoreWriter | None = None
         self._subscribers: list[Callable[[CountEvent], None]] = []
         self._failed_callbacks: set[int] = set()
+        self._launched = False  # start() got as far as starting the threads
         self._closed = False
-        self._started = time.monotonic()
+        self._started = 0.0
 
     def subscribe(self, callback: Callable[[CountEvent], None]) -> None:
         """Call `callback(event)` (in the worker thread) for every counted window."""
@@ -93,6 +94,7 @@ class Pipeline:
         self._started = time.monotonic()
         self.capture.start()
         self.worker.start()
+        self._launched = True
 
     def stop(self) -> None:
         """Ask the source to end; everything already captured is still counted and logged."""
@@ -100,6 +102,8 @@ class Pipeline:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once every window is counted; stops the source early if any part has failed."""
+        if not self._launched:
+            return False
         if self.error is not None:
             self.stop()
         self.worker.join(timeout)
@@ -113,8 +117,8 @@ class Pipeline:
 
     def close(self) -> None:
         """Stop, count what is queued, flush the log, close the run; raise the first failure."""
-        if self._closed:
-            return
+        if self._closed or not self._launched:
+            return  # already closed, or start() failed and cleaned up itself
         self._closed = True
         self.stop()
         self.capture.join()
