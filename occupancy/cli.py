@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "occupancy.models.commands",
     "occupancy.engine_commands",
     "occupancy.report",
+    "occupancy.bench",
+    "occupancy.export",
 ]
 
 
