@@ -24,6 +24,11 @@ Measures of a period (an hour, a weekday-hour such as "Tue 18:00" over all Tuesd
   low_coverage     fewer than `min_coverage` monitored minutes per hour with data: such a period is
                    flagged and kept out of the busiest/quietest lists, so a gap is not a quiet hour
 
+Capacity alerts (when `monitor.capacity_limit` or --capacity-limit is above 0): stretches when the
+smoothed count (events.smoothed) stayed above the limit for at least --alert-seconds (default 60);
+dips shorter than that do not end a stretch. Counts stop at the model's top class (3 = "3 or more"),
+so a limit at or above it never fires. Events deleted by retention have no alerts.
+
 For the dashboard: `hourly_table(db_path, since=None, until=None, *, utc=False)` returns one dict
 per local hour, oldest first, with the keys PERIOD_KEYS (floats unrounded); `build_report()` returns
 everything the command prints as a Report.
@@ -62,6 +67,7 @@ PERIOD_KEYS = (
 BY_CHOICES = ("hour", "weekday-hour", "day")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DEFAULT_MIN_COVERAGE = 15.0  # minutes per hour: an hour with 5 minutes of data is flagged, not called quiet
+DEFAULT_ALERT_SECONDS = 60.0  # a capacity alert lasts at least this long; shorter dips do not end it
 FIGURE_INCHES = (12.0, 9.0)
 FIGURE_DPI = 100  # --plot writes FIGURE_INCHES x FIGURE_DPI = 1200 x 900 pixels
 _HOUR = timedelta(hours=1)
@@ -177,6 +183,7 @@ def hourly_table(
     utc: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> list[dict]:
     """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS: the dashboard's table."""
+    since, until = (in_zone(t, utc) if t else None for t in (since, until))
     db = open_log(db_path)
     if db is None:
         return []
@@ -229,8 +236,14 @@ def gaps(hours: list[Hour], since: datetime | None, until: datetime | None, utc:
     ]
 
 
-def capacity_alerts(db: Database, since: datetime | None, until: datetime | None, limit: int, utc: bool) -> list[dict]:
-    """Stretches of consecutive windows whose smoothed count stayed above `limit`: start, end, duration, peak."""
+def capacity_alerts(
+    db: Database, since: datetime | None, until: datetime | None, limit: int, utc: bool, min_seconds: float
+) -> list[dict]:
+    """Stretches when the smoothed count stayed above `limit`: start, end, duration, peak.
+
+    A stretch lasts at least `min_seconds`; dips shorter than that do not end it, so a busy evening
+    is one alert, not hundreds of flickers.
+    """
     rows = db.query(
         "SELECT start_utc, end_utc, seconds, smoothed FROM events "
         "WHERE start_utc >= ? AND start_utc < ? AND smoothed > ? ORDER BY start_utc, id",
@@ -240,8 +253,12 @@ def capacity_alerts(db: Database, since: datetime | None, until: datetime | None
     last_start = None
     for row in rows:
         start, end = datetime.fromisoformat(row["start_utc"]), datetime.fromisoformat(row["end_utc"])
-        # the next window of the same stretch starts one hop (`seconds`) later; allow for clock jitter
-        if alerts and (start - last_start).total_seconds() <= 1.5 * row["seconds"]:
+        # the next window of a stretch starts one hop (`seconds`) later (allowing for clock jitter),
+        # or after a dip shorter than min_seconds
+        if alerts and (
+            (start - last_start).total_seconds() <= 1.5 * row["seconds"]
+            or (start - alerts[-1]["end"]).total_seconds() < min_seconds
+        ):
             alerts[-1]["end"] = max(alerts[-1]["end"], end)
             alerts[-1]["peak_smoothed"] = max(alerts[-1]["peak_smoothed"], row["smoothed"])
         else:
@@ -250,7 +267,7 @@ def capacity_alerts(db: Database, since: datetime | None, until: datetime | None
     for alert in alerts:
         alert["duration_s"] = (alert["end"] - alert["start"]).total_seconds()
         alert["start"], alert["end"] = in_zone(alert["start"], utc), in_zone(alert["end"], utc)
-    return alerts
+    return [a for a in alerts if a["duration_s"] >= min_seconds]
 
 
 # ---- the report -----------------------------------------------------------------------------------------
@@ -268,6 +285,7 @@ class Report:
     last: datetime  # end of the range shown (exclusive): --until, else the end of the last hour with data
     min_coverage: float
     capacity_limit: int
+    alert_seconds: float
     hours: list[Hour]
     periods: list[dict]
     busiest: list[dict]
@@ -280,11 +298,10 @@ class Report:
 def build_report(
     db_path: str | Path, *, since: datetime | None = None, until: datetime | None = None, by: str = "hour",
     utc: bool = False, top: int = 5, min_coverage: float = DEFAULT_MIN_COVERAGE, capacity_limit: int = 0,
-    venue: str = "",
+    alert_seconds: float = DEFAULT_ALERT_SECONDS, venue: str = "",
 ) -> Report | None:
     """The report for [since, until) (aware datetimes, or naive in the report's zone); None when nothing is logged."""
-    since = in_zone(since, utc) if since else None
-    until = in_zone(until, utc) if until else None
+    since, until = (in_zone(t, utc) if t else None for t in (since, until))
     db = open_log(db_path)
     if db is None:
         return None
@@ -292,7 +309,7 @@ def build_report(
         hours = load_hours(db, since, until, utc)
         if not hours:
             return None
-        alerts = capacity_alerts(db, since, until, capacity_limit, utc) if capacity_limit > 0 else []
+        alerts = capacity_alerts(db, since, until, capacity_limit, utc, alert_seconds) if capacity_limit > 0 else []
     except sqlite3.Error as exc:
         raise storage_error(db_path, exc) from None
     finally:
@@ -302,7 +319,7 @@ def build_report(
     return Report(
         database=str(db_path), venue=venue, zone="UTC" if utc else _zone_name(hours[0].local), by=by,
         first=since or hours[0].local, last=until or in_zone(hours[-1].local + _HOUR, utc),
-        min_coverage=min_coverage, capacity_limit=capacity_limit, hours=hours, periods=table,
+        min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, hours=hours, periods=table,
         busiest=ranked[::-1][:top], quietest=ranked[:top], weekdays=weekday_comparison(hours, min_coverage),
         alerts=alerts, gaps=gaps(hours, since, until, utc),
     )
@@ -310,7 +327,7 @@ def build_report(
 
 def _zone_name(moment: datetime) -> str:
     offset = moment.strftime("%z")
-    return f"local time ({moment.tzname()}, UTC{offset[:3]}:{offset[3:]})"
+    return f"local time {moment.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 # ---- output -------------------------------------------------------------------------------------------------
@@ -366,7 +383,8 @@ def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[s
     ]
     if report.capacity_limit > 0:
         result.append((
-            f"Capacity alerts (smoothed count above {report.capacity_limit}, {len(report.alerts)} in all)",
+            f"Capacity alerts (smoothed count above {report.capacity_limit} for {report.alert_seconds:g} s or more, "
+            f"{len(report.alerts)} in all)",
             ["Start", "End", "Duration", "Peak"],
             [[_when(a["start"], seconds=True), _when(a["end"], seconds=True), _duration(a["duration_s"]), f"{a['peak_smoothed']:g}"]
              for a in report.alerts],
@@ -444,6 +462,7 @@ def render_json(report: Report, top: int) -> str:
         "until": report.last.isoformat(),
         "min_coverage_minutes": report.min_coverage,
         "capacity_limit": report.capacity_limit,
+        "alert_seconds": report.alert_seconds,
         "periods": [_rounded(p) for p in report.periods],
         "busiest": [_rounded(p) for p in report.busiest],
         "quietest": [_rounded(p) for p in report.quietest],
@@ -470,7 +489,7 @@ def plot_report(report: Report, path: str | Path) -> None:
     fig = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
     heat, daily = fig.subplots(2, 1, height_ratios=[3, 2])
     span = f"{report.first:%a %d %b %Y} to {report.last:%a %d %b %Y}"
-    fig.suptitle(f"{report.venue or 'Traffic'}: people speaking at once, {span} ({report.zone})", fontsize=14)
+    fig.suptitle(f"{report.venue or 'Traffic'}: people speaking at once, {span}, {report.zone}", fontsize=14)
 
     cells = np.full((7, 24), np.nan)
     low = np.zeros((7, 24), dtype=bool)
@@ -488,7 +507,7 @@ def plot_report(report: Report, path: str | Path) -> None:
             heat.add_patch(Rectangle((hour - 0.5, weekday - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", lw=0))
     heat.set_xticks(range(24), [f"{h:02d}" for h in range(24)])
     heat.set_yticks(range(7), WEEKDAYS)
-    heat.set_xlabel(f"hour of day ({report.zone})")
+    heat.set_xlabel(f"hour of day, {report.zone}")
     heat.set_title(
         f"Mean by weekday and hour (grey: not monitored; hatched: under {report.min_coverage:g} monitored min per hour)"
     )
@@ -508,7 +527,7 @@ def plot_report(report: Report, path: str | Path) -> None:
         daily.plot(*zip(*poor), "o", mfc="white", color="C0", label="low coverage")
     daily.set_ylim(bottom=0)
     daily.set_ylabel("people speaking at once")
-    daily.set_xlabel(f"day ({report.zone})")
+    daily.set_xlabel(f"day, {report.zone}")
     daily.set_title("Daily occupancy")
     daily.grid(alpha=0.3)
     daily.legend(loc="upper left")
@@ -550,6 +569,8 @@ def add_command(subparsers) -> None:
                    help="monitored minutes per hour below which a period is flagged LOW (default: %(default)g)")
     p.add_argument("--capacity-limit", type=int, metavar="N",
                    help="alert when the smoothed count stays above N (default: monitor.capacity_limit; 0: no alerts)")
+    p.add_argument("--alert-seconds", type=float, default=DEFAULT_ALERT_SECONDS, metavar="S",
+                   help="shortest alert; shorter dips below the limit do not end one (default: %(default)g)")
     p.set_defaults(handler=run)
 
 
@@ -558,7 +579,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
     report = build_report(
         db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
-        min_coverage=args.min_coverage, capacity_limit=limit, venue=config.monitor.venue,
+        min_coverage=args.min_coverage, capacity_limit=limit, alert_seconds=args.alert_seconds,
+        venue=config.monitor.venue,
     )
     if report is None:
         span = "".join(f" {word} {when}" for word, when in (("since", args.since), ("until", args.until)) if when)

@@ -168,7 +168,7 @@ def assert_periods_match(rows: list[dict], expected: dict[str, dict]) -> None:
 def test_periods_match_the_raw_events(capsys, traffic_db, by, use_utc):
     data = report_json(capsys, traffic_db, "--by", by, *(["--utc"] if use_utc else []))
     assert_periods_match(data["periods"], expected_periods(traffic_db, by, UTC if use_utc else ZoneInfo(ZONE)))
-    assert data["timezone"] == ("UTC" if use_utc else "local time (CET, UTC+01:00)")
+    assert data["timezone"] == ("UTC" if use_utc else "local time CET (UTC+01:00)")
 
 
 def test_local_days_cut_at_local_midnight(capsys, traffic_db):
@@ -239,28 +239,46 @@ def test_hourly_table_is_the_hour_report(capsys, traffic_db):
 # ---- capacity alerts --------------------------------------------------------------------------------
 
 
+def stretches_above(db_path, limit: float) -> list[tuple[datetime, datetime, float]]:
+    """Runs of consecutive logged windows with smoothed > limit: (first start, last end, peak)."""
+    runs = [list(g) for above, g in itertools.groupby(raw_events(db_path), key=lambda r: r["smoothed"] > limit) if above]
+    return [
+        (datetime.fromisoformat(run[0]["start_utc"]), datetime.fromisoformat(run[-1]["end_utc"]), max(r["smoothed"] for r in run))
+        for run in runs
+    ]
+
+
+def as_tuples(alerts: list[dict]) -> list[tuple[datetime, datetime, float]]:
+    return [(datetime.fromisoformat(a["start"]), datetime.fromisoformat(a["end"]), a["peak_smoothed"]) for a in alerts]
+
+
 @pytest.mark.parametrize("hop", [1.0, 0.5])
 def test_capacity_alerts_are_stretches_above_the_limit(capsys, tmp_path, hop):
     path = tmp_path / "alerts.db"
     db = open_store(path)
     rng = np.random.default_rng(3)
-    counts = np.concatenate([np.zeros(30), np.full(40, 3), np.zeros(1), np.full(40, 3), rng.choice(4, 300), np.zeros(20)])
+    counts = np.concatenate([np.zeros(30), np.full(40, 3), np.zeros(3), np.full(40, 3), rng.choice(4, 300), np.zeros(20)])
     log_counts(db, utc("2026-11-26T18:00:00"), counts.astype(int), hop=hop)
     db.close()
-    alerts = report_json(capsys, path, "--utc", "--capacity-limit", "1")["alerts"]
-    rows = raw_events(path)
-    expected = [
-        list(group) for above, group in itertools.groupby(rows, key=lambda r: r["smoothed"] > 1) if above
-    ]
+    alerts = report_json(capsys, path, "--utc", "--capacity-limit", "1", "--alert-seconds", "0")["alerts"]
+    expected = stretches_above(path, 1)
     assert len(expected) >= 2
-    assert [(a["start"], a["end"], a["peak_smoothed"]) for a in alerts] == [
-        (datetime.fromisoformat(run[0]["start_utc"]).isoformat(), datetime.fromisoformat(run[-1]["end_utc"]).isoformat(),
-         max(r["smoothed"] for r in run))
-        for run in expected
-    ]
-    for alert in alerts:
-        span = datetime.fromisoformat(alert["end"]) - datetime.fromisoformat(alert["start"])
-        assert alert["duration_s"] == pytest.approx(span.total_seconds())
+    assert as_tuples(alerts) == expected
+    for alert, (start, end, _) in zip(alerts, expected):
+        assert alert["duration_s"] == pytest.approx((end - start).total_seconds())
+
+
+def test_short_dips_and_flickers_are_not_alerts(capsys, tmp_path):
+    """An evening over the limit with a 10-s lull is one alert; a 20-s burst later is none (--alert-seconds 60)."""
+    path = tmp_path / "evening.db"
+    db = open_store(path)
+    segments = [(0, 30), (3, 40), (0, 10), (3, 40), (0, 200), (3, 20), (0, 30)]
+    log_counts(db, utc("2026-11-27T20:00:00"), np.concatenate([np.full(n, c) for c, n in segments]).astype(int))
+    db.close()
+    runs = stretches_above(path, 2)
+    assert len(runs) == 3  # the two halves of the evening, and the burst
+    alerts = report_json(capsys, path, "--utc", "--capacity-limit", "2")["alerts"]
+    assert as_tuples(alerts) == [(runs[0][0], runs[1][1], 3.0)]
 
 
 def test_capacity_limit_comes_from_the_config(capsys, traffic_db, config_file):

@@ -82,7 +82,7 @@ def test_every_replayed_second_is_covered(capsys, replayed_db):
 
 
 def test_alerts_follow_the_smoothed_count(capsys, replayed_db):
-    alerts = report_json(capsys, replayed_db, "--capacity-limit", "2", "--utc")["alerts"]
+    alerts = report_json(capsys, replayed_db, "--capacity-limit", "2", "--alert-seconds", "0", "--utc")["alerts"]
     with sqlite3.connect(replayed_db) as conn:
         above = conn.execute("SELECT count(*), max(smoothed) FROM events WHERE smoothed > 2").fetchone()
     assert above[0] > 0, "the sample has stretches of 3 voices"
