@@ -29,6 +29,12 @@ smoothed count (events.smoothed) stayed above the limit for at least --alert-sec
 dips shorter than that do not end a stretch. Counts stop at the model's top class (3 = "3 or more"),
 so a limit at or above it never fires. Events deleted by retention have no alerts.
 
+Output: `table` (default) and `markdown` print every section (periods, busiest and quietest
+well-covered periods, weekdays, capacity alerts, longest gaps); `json` holds them all with full
+timestamps; `csv` holds only the period table (one CSV is one table). `--plot FILE.png` also writes
+one 1200x900 PNG: a weekday x hour heatmap of the mean (grey: not monitored, hatched: low coverage)
+above a daily line chart (each day's mean and its busiest well-covered hour).
+
 For the dashboard: `hourly_table(db_path, since=None, until=None, *, utc=False)` returns one dict
 per local hour, oldest first, with the keys PERIOD_KEYS (floats unrounded); `build_report()` returns
 everything the command prints as a Report.
