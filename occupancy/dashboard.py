@@ -4,11 +4,13 @@ The pipeline's worker thread hands each CountEvent to `OccupancyApp`'s subscribe
 a message (never blocks capture or inference). Messages update the app's state; a timer at
 `dashboard.refresh_hz` copies that state into the widgets, so a burst of events (a replay at max
 speed, a worker catching up) costs one repaint, and widgets whose data did not change are not
-repainted at all (reactive attributes), hence no flicker. Today's hourly traffic comes from the
-SQLite log through a read-only connection owned by the UI thread.
+repainted at all (reactive attributes), hence no flicker. Today's hourly traffic is read from the
+SQLite log by the UI thread with `occupancy report`'s hourly table (its own read-only connection).
 
 `run_dashboard(pipeline, config)` is what `occupancy monitor` and `occupancy replay --dashboard`
 call: it starts the pipeline inside the app, and closes it (flushing the log) when the app quits.
+While the app owns the terminal, warnings and errors from the log become notifications on screen
+(written to stderr they would garble it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import signal
 import statistics
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 
 NO_SIGNAL_DBFS = -70.0  # below this a window is near-silence: a dead, muted or unplugged microphone
 METER_FLOOR_DBFS = -90.0  # left end of the level meter
+LOUD_DBFS = -3.0  # above this the input is close to clipping
+STALLED_S = 5.0  # no window for this long while capturing: the input has stopped delivering audio
 LATENCY_WINDOWS = 60  # windows the median latency is taken over
 BLOCKS = " ▁▂▃▄▅▆▇█"  # eighths of a character cell, for vertical bars
 
@@ -95,6 +100,36 @@ class CountReceived(Message):
     def __init__(self, event: CountEvent):
         super().__init__()
         self.event = event
+
+
+class LogNotice(Message):
+    """A warning or error logged by any thread, to be shown as a notification."""
+
+    def __init__(self, level: int, text: str):
+        super().__init__()
+        self.level = level
+        self.text = text
+
+
+class _NoticeHandler(logging.Handler):
+    def __init__(self, app: App):
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.app.post_message(LogNotice(record.levelno, record.getMessage()))
+
+
+@contextmanager
+def logging_to(app: App) -> Iterator[None]:
+    """Send warnings and errors to `app` as notifications instead of the root logger's handlers."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [_NoticeHandler(app)]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
 
 
 class ProbabilityBars(Widget):
@@ -161,20 +196,24 @@ class HourlyBars(Widget):
 
 
 class LevelMeter(Widget):
-    """Input level in dBFS as a bar; 'NO SIGNAL' when the microphone is silent, dead or muted."""
+    """Input level in dBFS as a bar: 'NO SIGNAL' when the microphone is silent (dead or muted),
+    'NO AUDIO' when no window has arrived for a while (unplugged, stream stalled)."""
 
     DEFAULT_CSS = "LevelMeter { height: 1; }"
 
     level: reactive[float | None] = reactive(None)
+    stalled_s: reactive[int | None] = reactive(None)  # seconds without a window, None while they flow
 
     def render(self) -> Text:
+        if self.stalled_s is not None:
+            return Text(f"NO AUDIO for {self.stalled_s} s", style="bold red")
         if self.level is None:
             return Text("level: waiting for audio", style="dim")
         fraction = (self.level - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS
         bar = horizontal_bar(fraction, max(1, self.size.width - 11))
         if self.level < NO_SIGNAL_DBFS:
             return Text(f"{bar} NO SIGNAL", style="bold red")
-        return Text(f"{bar} {self.level:4.0f} dBFS", style="green" if self.level < -6 else "bold yellow")
+        return Text(f"{bar} {self.level:4.0f} dBFS", style="bold yellow" if self.level > LOUD_DBFS else "green")
 
 
 @dataclass(frozen=True)
@@ -201,7 +240,7 @@ class HealthPanel(Widget):
         latency = "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms (median {h.median_latency_ms:.0f})"
         counters = "  ".join(f"{name} {value}" for name, value in h.counters) or "no drops possible"
         lines = [
-            Text(f"input   {h.device}", overflow="ellipsis", no_wrap=True),
+            Text(f"input   {h.device}"),
             Text(counters, style="bold red" if any(v for _, v in h.counters) else ""),
             Text(f"latency {latency}"),
             Text(f"windows {h.windows}   uptime {h.uptime}"),
@@ -307,8 +346,6 @@ class OccupancyApp(App):
     #status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    paused: reactive[bool] = reactive(False)
-
     def __init__(
         self,
         pipeline,
@@ -330,8 +367,10 @@ class OccupancyApp(App):
         self.history: deque[CountEvent] = deque()
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOWS)
         self.received = 0
+        self.paused = False
         self.start_error: OccupancyError | None = None
         self._started = clock()
+        self._last_window_at = self._started  # clock() when the latest event arrived
         pipeline.subscribe(self._on_event)
 
     # --- events in (worker thread) -------------------------------------------------------------
@@ -343,12 +382,17 @@ class OccupancyApp(App):
     def on_count_received(self, message: CountReceived) -> None:
         event = message.event
         self.latest = event
+        self._last_window_at = self.clock()
         self.received += 1
         self.latencies.append(event.latency_ms)
         self.history.append(event)
         horizon = event.end - timedelta(minutes=self.config.dashboard.history_minutes)
         while self.history and self.history[0].start < horizon:
             self.history.popleft()
+
+    def on_log_notice(self, message: LogNotice) -> None:
+        severity = "error" if message.level >= logging.ERROR else "warning"
+        self.notify(message.text, severity=severity, timeout=10)
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -405,19 +449,18 @@ class OccupancyApp(App):
         self.sub_title = "PAUSED (p resumes)" if self.paused else ""
         if self.paused:
             return
-        error = self.pipeline.error
-        status = f"error: {error}" if error else self.status()
-        self.main.query_one("#status", Static).update(Text(status, style="bold red" if error else "dim"))
+        error, finished = self.pipeline.error, self.pipeline.wait(0)
+        if error is not None:
+            status = Text(f"error: {error}", style="bold red")
+        elif finished:
+            status = Text(f"finished: {self.received} windows", style="dim")
+        else:
+            status = Text(self.pipeline.source.status, style="dim")
+        self.main.query_one("#status", Static).update(status)
         self._show_now()
         self._show_history()
         self._show_hours()
-        self._show_input()
-
-    def status(self) -> str:
-        """What the input is doing: capturing, retrying a lost device, or finished."""
-        if self.pipeline.wait(0):
-            return f"finished: {self.received} windows"
-        return self.pipeline.source.status
+        self._show_input(stalled=not finished)
 
     def _show_now(self) -> None:
         event, limit = self.latest, self.config.monitor.capacity_limit
@@ -467,10 +510,13 @@ class OccupancyApp(App):
             log.debug("log not readable yet: %s", exc)
             return []
 
-    def _show_input(self) -> None:
-        pipeline = self.pipeline
-        self.main.query_one(LevelMeter).level = None if self.latest is None else round(self.latest.level_dbfs)
-        latest = self.latest
+    def _show_input(self, stalled: bool) -> None:
+        """`stalled`: whether a long silence from the pipeline means the input stopped (not finished)."""
+        pipeline, latest = self.pipeline, self.latest
+        meter = self.main.query_one(LevelMeter)
+        meter.level = None if latest is None else round(latest.level_dbfs)
+        silent_s = (self.clock() - self._last_window_at).total_seconds()
+        meter.stalled_s = int(silent_s) if stalled and silent_s > STALLED_S else None
         self.main.query_one(HealthPanel).health = Health(
             device=pipeline.source.name,
             counters=tuple(pipeline.counters().items()),
@@ -508,7 +554,8 @@ def run_dashboard(pipeline, config: Config) -> int:
     close the pipeline. Returns the exit code; a failure to start (device, log) is raised."""
     app = OccupancyApp(pipeline, config)
     try:
-        app.run()
+        with logging_to(app):
+            app.run()
     finally:
         code = app.finish()
     return code

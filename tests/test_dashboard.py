@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from occupancy.dashboard import (
     OccupancyApp,
     ProbabilityBars,
     ReportScreen,
+    logging_to,
 )
 from occupancy.errors import StorageError
 from occupancy.models.counter import default_model_path, load_counter
@@ -301,3 +304,46 @@ def test_layout_80x24(snap_compare, tmp_path, monkeypatch):
 def test_layout_120x40_over_capacity(snap_compare, tmp_path, monkeypatch):
     app = fixed_app(tmp_path, monkeypatch, capacity_limit=2)
     assert snap_compare(app, terminal_size=(120, 40), run_before=drawn)
+
+
+# --- a microphone in trouble ----------------------------------------------------------------------
+
+
+async def test_a_silent_microphone_shows_no_signal(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+        meter = app.main.query_one(LevelMeter)
+        assert "dBFS" in meter.render().plain
+        app.pipeline.subscribers[0](dataclasses.replace(app.latest, level_dbfs=-85.0))
+        await drawn(pilot)
+        assert "NO SIGNAL" in meter.render().plain
+
+
+async def test_no_windows_for_a_while_shows_no_audio(tmp_path, monkeypatch):
+    now = [FIXED_NOW]
+    app = fixed_app(tmp_path, monkeypatch)
+    app.clock = lambda: now[0]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+        meter = app.main.query_one(LevelMeter)
+        now[0] += timedelta(seconds=3)
+        await drawn(pilot)
+        assert "NO AUDIO" not in meter.render().plain
+        now[0] += timedelta(seconds=9)
+        await drawn(pilot)
+        assert "NO AUDIO for 12 s" in meter.render().plain
+        app.pipeline.subscribers[0](app.latest)  # audio flows again
+        await drawn(pilot)
+        assert "dBFS" in meter.render().plain
+
+
+async def test_warnings_logged_by_other_threads_become_notifications(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    with logging_to(app):
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            thread = threading.Thread(target=logging.getLogger("occupancy.capture").warning, args=("input lost",))
+            thread.start()
+            thread.join()
+            await pilot.pause()
+            assert [str(toast.render()) for toast in app.screen.query("Toast")] == ["input lost"]
