@@ -185,13 +185,15 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         if readonly:
             if not path.is_file():
                 raise StorageError(f"{path}: no occupancy log yet (run `occupancy monitor` or `occupancy replay`)")
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout)
             return Database(conn)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = Database(sqlite3.connect(str(path), timeout=timeout))
         db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing committed
-        migrations.apply(db)
+        if migrations.pending(db):
+            with write_transaction(db):  # under the write lock: two first opens cannot both migrate
+                migrations.apply(db)
         return db
     except (sqlite3.Error, OSError) as exc:
         raise storage_error(path, exc) from None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,22 @@ def _count_events(path: Path) -> int:
         return 0
     finally:
         conn.close()
+
+
+def test_first_opens_racing_each_other_migrate_once(tmp_path):
+    path = tmp_path / "new.db"
+    errors = []
+
+    def open_once():
+        try:
+            open_store(path).close()
+        except StorageError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_once) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
