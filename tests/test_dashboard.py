@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -279,6 +280,15 @@ async def test_q_quits(tmp_path, monkeypatch):
     app = fixed_app(tmp_path, monkeypatch)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("q")
+        assert not app.is_running
+    assert app.return_code == 0
+
+
+async def test_sigterm_quits_like_q(tmp_path, monkeypatch):
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        signal.raise_signal(signal.SIGTERM)  # a service manager stopping the monitor
+        await pilot.pause()
         assert not app.is_running
     assert app.return_code == 0
 
