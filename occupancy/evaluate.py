@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from .audio import read_audio
@@ -104,6 +106,22 @@ def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) 
     else:
         result["counter"] = result["network"]
     return result
+
+
+def throughput(counter: Counter, windows: np.ndarray, seconds: float = 3.0) -> dict:
+    """Windows per second, batched, for the network alone and for the whole counter (VAD included)."""
+    windows = windows[: counter.batch_size]
+    rates = {}
+    stages = {"network": counter.count_probabilities, "counter": counter.predict}
+    for stage, fn in stages.items():
+        fn(windows[:8])  # warm-up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn(windows)
+            done += len(windows)
+        rates[stage] = round(done / (time.perf_counter() - started), 1)
+    rates.update(batch=len(windows), threads=torch.get_num_threads())
+    return rates
 
 
 def _pct(value) -> str:

@@ -116,7 +116,7 @@ def run_train(args, config: Config) -> int:
 
 
 def run_evaluate(args, config: Config) -> int:
-    from ..evaluate import TEST_SETS, evaluate_windows, folder_windows, format_report, mixture_windows
+    from ..evaluate import TEST_SETS, evaluate_windows, folder_windows, format_report, mixture_windows, throughput
     from .counter import load_counter
 
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
@@ -133,17 +133,20 @@ def run_evaluate(args, config: Config) -> int:
             windows, counts = mixture_windows(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
             results[set_name] = evaluate_windows(counter, windows, counts)
     print(format_report(counter.name, results, counter.classes))
-    report = {"model": counter.name, "vad": counter.vad, "seed": args.seed, "results": results}
+    speed = throughput(counter, windows)
+    print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
+          f"windows/s, whole counter {speed['counter']:.0f} windows/s")
+    report = {"model": counter.name, "vad": counter.vad, "seed": args.seed, "results": results, "throughput": speed}
     output = Path(args.output) if args.output else REPO / "runs" / "eval" / f"{counter.name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"\nwritten: {output}")
     if args.record:
-        _record(counter, results)
+        _record(counter, results, speed)
     return 0
 
 
-def _record(counter, results: dict) -> None:
+def _record(counter, results: dict, speed: dict) -> None:
     """Store each set's accuracies in the model's JSON (the 'metrics' the README table quotes)."""
     from .io import metadata_path
 
@@ -158,5 +161,6 @@ def _record(counter, results: dict) -> None:
                                            for k, v in r["counter"]["per_count"].items()}}
         if "vad" in r:
             metrics[set_name]["vad"] = r["vad"]
+    metrics["throughput_windows_per_s"] = speed
     meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"recorded in: {meta_file}")

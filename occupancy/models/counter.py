@@ -1,11 +1,14 @@
 """The shipped counter: a voice-activity gate (silero-vad) in front of the count network.
 
 How the two stages combine, for each 1-s window:
-1. silero-vad scores each of the window's 31 frames of 512 samples (its state reset at the window's
+1. The window is brought to -20 dBFS RMS (gain at most +50 dB, so digital silence stays silent):
+   silero-vad misses quiet and reverberant speech at low levels (measured on test mixtures: 93 % of
+   dry and 68 % of reverberant speech windows found as recorded, 99 % and 93 % after levelling).
+2. silero-vad scores each of the window's 31 frames of 512 samples (its state reset at the window's
    start); the window's speech probability is the highest frame score.
-2. If that is below `vad_threshold`, nobody is speaking: the window's probabilities are exactly
+3. If that is below `vad_threshold`, nobody is speaking: the window's probabilities are exactly
    one-hot on count 0.
-3. Otherwise the count network's softmax is returned unchanged (it may still say 0).
+4. Otherwise the count network's softmax is returned unchanged (it may still say 0).
 Why: count networks trained on synthetic zeros call most real silent seconds "someone speaks";
 a VAD gate fixes that (see the issue's figures) while letting the network decide 1, 2 or 3+.
 """
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = 16000
 VAD_FRAME = 512
+VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears every window at
+VAD_MAX_GAIN = 10 ** (50 / 20)
 
 
 def default_model_path() -> Path:
@@ -55,6 +60,9 @@ class SpeechGate:
             self.model = load_silero_vad()
 
     def speech_probability(self, windows: torch.Tensor) -> torch.Tensor:
+        rms = windows.pow(2).mean(dim=1, keepdim=True).sqrt()
+        gain = (VAD_LEVEL / rms.clamp_min(1e-12)).clamp_max(VAD_MAX_GAIN)
+        windows = (windows * gain).clamp(-1.0, 1.0)
         self.model.reset_states()
         frames = windows.shape[1] // VAD_FRAME
         scores = [self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000) for i in range(frames)]
