@@ -262,18 +262,21 @@ class HelpScreen(ModalScreen):
                           background: $surface; padding: 0 1; }
     """
 
-    TEXT = """[b]occupancy dashboard[/b]
-
-[b]Now[/b]: people speaking at once in the last 1-s window (3+ means three or more), the
-smoothed occupancy over the last few windows, and the capacity limit (red when exceeded).
-[b]Count probabilities[/b]: how sure the model is of each count for that window.
-[b]History[/b]: mean count over the last minutes; dots mark time with no audio.
-[b]Today by hour[/b]: mean people speaking per hour, from the log; dots: hours not logged.
-[b]Input[/b]: microphone level; NO SIGNAL means a dead, muted or unplugged microphone.
-[b]Health[/b]: input overflows, dropped audio blocks, device restarts, inference latency.
-
-[b]q[/b] quit (the log is flushed)   [b]p[/b] pause/resume the display   [b]r[/b] hourly report
-[b]?[/b] this help   [b]escape[/b] close a screen"""
+    TEXT = "\n".join([
+        "[b]occupancy dashboard[/b]",
+        "",
+        "[b]Now[/b]: people speaking at once in the latest 1-s window (3+: three or more), the smoothed "
+        "occupancy over the last few windows and the capacity limit (red when exceeded).",
+        "[b]Count probabilities[/b]: how sure the model is of each count for that window.",
+        "[b]History[/b]: mean count over the last minutes; dots: no audio.",
+        "[b]Today by hour[/b]: mean people speaking in each hour, from the log; dots: hours not logged.",
+        "[b]Input[/b]: microphone level. NO SIGNAL: the microphone is silent (dead or muted); "
+        "NO AUDIO: nothing arrives (unplugged).",
+        "[b]Health[/b]: input overflows, dropped audio blocks, device restarts, inference latency.",
+        "",
+        "[b]q[/b] quit (the log is flushed)  [b]p[/b] pause the display  [b]r[/b] hourly report  "
+        "[b]?[/b] help  [b]escape[/b] back",
+    ])
 
     def compose(self) -> ComposeResult:
         yield Static(self.TEXT)
