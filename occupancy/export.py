@@ -49,8 +49,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     """Write `model` as ONNX with a variable batch size: input 'windows', output 'logits'."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for noisy in ("torch.onnx", "onnxscript", "onnx_ir"):  # exporter's progress notes are not the user's concern
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The exporter's progress notes and its "torchvision is not installed" warnings are not the user's concern.
+    for noisy, level in (("torch.onnx", logging.ERROR), ("onnxscript", logging.WARNING), ("onnx_ir", logging.WARNING)):
+        logging.getLogger(noisy).setLevel(level)
     batch = torch.export.Dim("batch", max=4096)
     try:
         torch.onnx.export(
