@@ -390,8 +390,9 @@ class StoreWriter:
         self._flush(db, pending)
 
     def _flush(self, db: Database, events: list[CountEvent]) -> None:
-        self.windows += len(events)
-        write_batch(db, self.run_id, events, {"windows": self.windows, **self.counters()})
+        windows = self.windows + len(events)
+        write_batch(db, self.run_id, events, {"windows": windows, **self.counters()})
+        self.windows = windows  # only once committed: a refused batch is not counted as logged
         committed = time.monotonic()
         self.log_latencies_ms.extend((committed - e.captured_at) * 1000 for e in events)
 
