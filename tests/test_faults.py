@@ -22,7 +22,8 @@ Faults whose tests live elsewhere (not repeated here):
 Here: the same faults through the replay command and the log (bad files before and during a replay,
 every input format and broken samples counted and logged, clipping, a writer that holds the lock
 for a while, a really full file system, a device gone for a while under a running pipeline, bad
-model files given to the monitor's loader).
+model files given to the monitor's loader) and, for months unattended, retention keeping the log
+bounded (the store's own rule: tests/test_store.py::test_retention_deletes_whole_old_hours_and_keeps_their_rollup).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -386,3 +388,20 @@ def test_a_device_gone_for_a_while_is_retried_and_the_log_goes_on(tmp_path):
     assert run["restarts"] == 1 and run["stopped_utc"] is not None
     assert run["windows"] == report["events"] == len(logged_counts(db))
     assert_log_consistent(db)
+
+
+def test_retention_keeps_a_months_long_log_bounded(tmp_path, capsys):
+    """Unattended for months, the disk must not fill slowly: old events go, their hourly rollup stays."""
+    db = tmp_path / "log.db"
+    long_ago = (datetime.now(UTC) - timedelta(days=60)).replace(minute=0, second=0, microsecond=0)
+    assert main(["replay", str(SAMPLE_AUDIO), "--speed", "max", "--start", long_ago.isoformat(), "--db", str(db)]) == 0
+    config = tmp_path / "config.yaml"
+    config.write_text("storage:\n  retention_days: 30\n")
+    code, err = replay(db, SAMPLE_AUDIO, capsys=capsys, extra=["--config", str(config)])  # the next run starts
+    assert code == 0
+    assert any(f"retention: deleted {SECONDS} events older than" in line for line in err)
+    store = open_store(db, readonly=True)
+    assert [row["start_utc"][:10] for row in store.query("SELECT DISTINCT substr(start_utc, 1, 10) AS start_utc "
+                                                            "FROM events")] == [START[:10]]
+    hours = {row["hour_utc"][:13]: row["windows"] for row in store.query("SELECT * FROM hourly")}
+    assert hours[long_ago.isoformat()[:13]] == SECONDS  # the old traffic is still reported
