@@ -286,7 +286,6 @@ class FileSource:
         except Exception as exc:  # noqa: BLE001 - a failure must reach the pipeline
             self.error = exc
             self.status = f"replay failed: {exc}"
-            log.error("%s", self.status)
         finally:
             self._queue.put(None)
 
@@ -393,7 +392,6 @@ class Capture:
                     start = anchor + timedelta(seconds=window.start_s)
                     self.windows.put(TimedWindow(start, window.samples, self.hop_s, block.captured_at))
         except Exception as exc:  # noqa: BLE001 - a failure must reach the pipeline, not vanish
-            log.error("capture failed: %s", exc)
             self.error = exc
             self.source.stop()
             while self.blocks.get() is not None:  # let the source finish instead of blocking on a full queue

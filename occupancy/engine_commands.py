@@ -50,9 +50,12 @@ def add_command(subparsers) -> None:
         "(no microphone: replays the bundled sample)"
     )
     monitor.add_argument("--device", metavar="D", help="input device name or index (see `occupancy devices`)")
-    monitor.add_argument("--record", metavar="DIR", help="also save the raw audio as FLAC files in DIR (off by default)")
     monitor.add_argument(
-        "--duration", type=float, metavar="SECONDS", help="stop after this many seconds of audio (default: run until stopped)"
+        "--record", metavar="DIR", help="also save the raw audio as FLAC files in DIR (off by default)"
+    )
+    monitor.add_argument(
+        "--duration", type=float, metavar="SECONDS",
+        help="stop after this many seconds of audio (default: run until stopped)",
     )
     _common_flags(monitor)
     monitor.set_defaults(handler=run_monitor)

@@ -360,8 +360,6 @@ class StoreWriter:
         except (sqlite3.Error, OSError) as exc:
             self.error = storage_error(self.path, exc)
         finally:
-            if self.error:
-                log.error("%s", self.error)
             self._ready.set()
             if db is not None:
                 db.close()

@@ -9,7 +9,6 @@ plus `name` and `device`.
 
 from __future__ import annotations
 
-import logging
 import queue
 import statistics
 import threading
@@ -23,8 +22,6 @@ from typing import Protocol
 import numpy as np
 
 from .audio import SAMPLE_RATE, level_dbfs
-
-log = logging.getLogger(__name__)
 
 
 class Counter(Protocol):
@@ -127,7 +124,6 @@ class Worker:
                 if batch:
                     self._count(batch)
         except Exception as exc:  # noqa: BLE001 - any model failure must reach the pipeline, not vanish
-            log.error("inference failed: %s", exc)
             self.error = exc
             self._drain()
 

@@ -86,7 +86,9 @@ def assert_matches_truth(db: Path) -> None:
 
 def test_replay_at_max_speed_logs_the_samples_truth(tmp_path):
     db = tmp_path / "log.db"
-    result = occupancy("replay", SAMPLE_AUDIO, "--speed", "max", "--db", db, "--start", START, "--headless", folder=tmp_path)
+    result = occupancy(
+        "replay", SAMPLE_AUDIO, "--speed", "max", "--db", db, "--start", START, "--headless", folder=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len([line for line in lines if " count " in line]) == 90
@@ -183,7 +185,8 @@ def test_read_only_log_is_a_one_line_error(open_folder):
     finally:
         db.parent.chmod(0o755)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"occupancy: error: {db}: the database is read-only (check the file's and folder's permissions)"
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"occupancy: error: {db}: the database is read-only (check the file's and folder's permissions)"
 
 
 def test_monitor_without_input_device_replays_the_sample(tmp_path):

@@ -72,7 +72,8 @@ def test_worker_batches_when_behind_and_emits_every_window_in_order():
     counts = [counter.count(w.samples) for w in windows]
     assert [e.count for e in events] == counts
     assert len(set(counts)) == 4  # the sample's quiet and busy seconds reach every class
-    assert [e.smoothed for e in events] == [statistics.median(counts[max(0, i - 2) : i + 1]) for i in range(len(counts))]
+    medians = [statistics.median(counts[max(0, i - 2) : i + 1]) for i in range(len(counts))]
+    assert [e.smoothed for e in events] == medians
     assert [e.level_dbfs for e in events] == [level_dbfs(w.samples) for w in windows]
     assert all(e.latency_ms >= 0 and e.probabilities[e.count] == 1.0 for e in events)
 
