@@ -81,8 +81,9 @@ class Metrics:
         """Serve /metrics over HTTP from a daemon thread (`self.server.shutdown()` stops it)."""
         try:
             self.server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            raise ConfigError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({reason})") from None
         log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, port)
 
 

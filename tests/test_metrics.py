@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +20,9 @@ from occupancy.metrics import Metrics, serve_metrics
 from occupancy.models import default_model_path, load_counter
 from occupancy.pipeline import Pipeline
 from occupancy.sample import SAMPLE_AUDIO
+from tests.test_engine import CLI, HIDE_PORTAUDIO
 
+REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 
 
@@ -90,3 +96,31 @@ def test_a_busy_port_is_a_one_line_config_error():
         with pytest.raises(ConfigError, match=f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}") as err:
             Metrics({}).serve(port)
     assert "\n" not in str(err.value)
+
+
+def test_a_port_out_of_range_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match="--metrics-port 70000: cannot listen on 127.0.0.1:70000"):
+        Metrics({}).serve(70000)
+
+
+MONITOR_HELP = subprocess.run([sys.executable, "-m", "occupancy.cli", "monitor", "--help"], cwd=REPO,
+                              capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif("--metrics-port" not in MONITOR_HELP, reason="monitor --metrics-port is not wired yet")
+def test_monitor_serves_metrics_while_it_runs(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HIDE_PORTAUDIO + CLI, "monitor", "--headless", "--duration", "6",
+         "--metrics-port", str(port), "--db", str(tmp_path / "log.db")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        proc.stdout.readline()  # the first window is counted: the endpoint is up (demo: the sample, live pace)
+        got = scrape(port)
+        assert value(got["occupancy_windows"], "occupancy_windows_total") >= 1
+        assert got["occupancy_monitor_info"][0].labels["source"] == "demo"
+    finally:
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
