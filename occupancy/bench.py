@@ -47,7 +47,7 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # replays are logged at a fixed, re
 # How much work each figure gets: --quick only proves that every part runs.
 SIZES = {
     False: dict(seconds=3.0, accuracy_windows=400, replay_copies=10, latency_s=20.0, monitor_s=60.0),
-    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=3.0, monitor_s=5.0),
+    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=2.0, monitor_s=3.0),
 }
 LOW_FLUSH_S = 0.05  # a flush interval that keeps capture-to-log latency within the target
 

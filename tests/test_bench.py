@@ -32,9 +32,9 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
             assert figures[part]["batched_windows_per_s"] > 0
             assert 0 < figures[part]["latency_p50_ms"] <= figures[part]["latency_p99_ms"]
         assert figures["replay"]["windows_logged"] == 90  # the whole sample, through the SQLite log
-        assert figures["monitor"]["windows_logged"] == 5  # --duration 5 of the quick mode
+        assert figures["monitor"]["windows_logged"] == 3  # --duration 3 of the quick mode
         assert figures["monitor"]["peak_rss_mb"] > 50
-        assert figures["latency"]["windows"] >= 2 and figures["latency"]["log_p99_ms"] > 0
+        assert figures["latency"]["windows"] >= 1 and figures["latency"]["log_p99_ms"] > 0
         assert 0 <= figures["accuracy"]["bundled sample"] <= 1
         assert figures["load_s"] > 0
     assert bench["models"]["M5"]["model"].startswith("M5")

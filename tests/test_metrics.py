@@ -111,7 +111,7 @@ MONITOR_HELP = subprocess.run([sys.executable, "-m", "occupancy.cli", "monitor",
 def test_monitor_serves_metrics_while_it_runs(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", HIDE_PORTAUDIO + CLI, "monitor", "--headless", "--duration", "6",
+        [sys.executable, "-c", HIDE_PORTAUDIO + CLI, "monitor", "--headless", "--duration", "3",
          "--metrics-port", str(port), "--db", str(tmp_path / "log.db")],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
