@@ -156,7 +156,8 @@ def find_m5(given: str | None, config: Config, folder: Path) -> tuple[Path, bool
 
     if given:
         return Path(given), True
-    trained = sorted((PROJECT_DIR / "runs" / "zoo").glob("M5-*/M5.safetensors"), reverse=True)  # realistic first
+    trained = sorted((PROJECT_DIR / "runs" / "zoo").glob("M5-*/M5.safetensors"),
+                     key=lambda path: path.parent.name != "M5-realistic")  # trained like ours first
     if trained:
         return trained[0], True
     classes = read_metadata(_default_weights(config))["classes"]
