@@ -233,12 +233,16 @@ def _timed(predict, windows: np.ndarray, seconds: float) -> tuple[list[float], f
 
 def onnx_speed(counter, windows: np.ndarray, seconds: float, folder: Path) -> dict:
     """The network exported to ONNX, run by onnxruntime with the same threads as torch."""
-    from .export import OnnxNetwork, export_onnx
+    from .export import ExportError, OnnxNetwork, export_onnx
 
     started = time.perf_counter()
-    path = export_onnx(counter.model, folder / f"{counter.name}.onnx")
+    try:
+        path = export_onnx(counter.model, folder / f"{counter.name}.onnx")
+        network = OnnxNetwork(path, threads=torch.get_num_threads())
+    except ExportError as exc:  # onnx/onnxruntime not installed: the other figures still stand
+        log.warning("bench: no ONNX figures (%s)", exc)
+        return {"skipped": str(exc)}
     exported = time.perf_counter() - started
-    network = OnnxNetwork(path, threads=torch.get_num_threads())
     return {"export_s": round(exported, 2), **speed(network.count_probabilities, windows, seconds)}
 
 
