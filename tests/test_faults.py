@@ -151,22 +151,23 @@ def reference_counts(logged) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "rate, subtype, channels, agreement",
+    "rate, subtype, channels, same_counts",
     [
-        (8000, "PCM_U8", 1, 0.6),  # telephone band and 8-bit noise: the counts may differ more
-        (44100, "PCM_24", 2, 0.9),
-        (48000, "FLOAT", 2, 0.9),
+        (8000, "PCM_U8", 1, None),  # telephone band and 8-bit noise: fewer cues to count by (61 % the same)
+        (44100, "PCM_24", 2, 0.95),  # measured: 100 % the same counts as the 16 kHz original
+        (48000, "FLOAT", 2, 0.95),
     ],
 )
-def test_every_input_format_is_counted_like_the_original(tmp_path, capsys, reference_counts, rate, subtype,
-                                                         channels, agreement):
+def test_every_input_format_is_counted(tmp_path, capsys, reference_counts, rate, subtype, channels, same_counts):
     path = sample_file(tmp_path / f"sample_{rate}_{subtype}.wav", rate, subtype, channels)
     db = tmp_path / "log.db"
     code, err = replay(db, path, capsys=capsys)
     assert code == 0, err
-    counts = logged_counts(db)
+    counts, truth = np.array(logged_counts(db)), np.array(load_truth())
     assert len(counts) == SECONDS
-    assert np.mean(np.array(counts) == reference_counts) >= agreement
+    assert np.mean((counts > 0) == (truth > 0)) >= 0.85  # speech and silence told apart (8 kHz: 96 %)
+    if same_counts is not None:
+        assert np.mean(counts == reference_counts) >= same_counts
     assert_log_consistent(db)
 
 
@@ -200,7 +201,7 @@ def test_clipped_audio_is_still_counted(tmp_path, capsys):
     assert code == 0, err
     counts, truth = np.array(logged_counts(db)), np.array(load_truth())
     assert len(counts) == SECONDS
-    assert np.mean((counts > 0) == (truth > 0)) >= 0.7  # speech and silence still told apart
+    assert np.mean((counts > 0) == (truth > 0)) >= 0.85  # speech and silence still told apart (measured: 99 %)
     assert_log_consistent(db)
 
 
