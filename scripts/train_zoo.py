@@ -7,6 +7,7 @@ fixed test-split mixtures of the realistic recipe (dry), the realistic recipe in
 report's recipe. Writes runs/zoo/<arch>-<recipe>/ (curves, CSV, model) and runs/zoo/table.{md,json}.
 
     .venv/bin/python scripts/train_zoo.py --minutes-per-model 3
+    .venv/bin/python scripts/train_zoo.py --params   # parameter counts beside the report's Table II
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from occupancy.config import load_config  # noqa: E402
 from occupancy.evaluate import TEST_SETS, evaluate_windows, mixture_windows  # noqa: E402
 from occupancy.models import ARCHITECTURES, count_parameters, load_counter  # noqa: E402
+from occupancy.models.architectures import parameter_table  # noqa: E402
 from occupancy.train import PRESETS, TrainSettings, train  # noqa: E402
 
 log = logging.getLogger("zoo")
@@ -37,7 +39,11 @@ def main() -> int:
     parser.add_argument("--test-length", type=int, default=1000, help="test mixtures per test set")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "zoo")
+    parser.add_argument("--params", action="store_true", help="print the parameter table and stop")
     args = parser.parse_args()
+    if args.params:
+        print(parameter_table())
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     config = load_config(REPO / "config.yaml" if (REPO / "config.yaml").is_file() else None)

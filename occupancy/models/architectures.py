@@ -227,6 +227,3 @@ def parameter_table() -> str:
         rows.append(f"| {name} | {ours3:,} | {f'{reported:,}' if reported else '-'} | {accuracy} | {ours4:,} |")
     return "\n".join(rows)
 
-
-if __name__ == "__main__":
-    print(parameter_table())
