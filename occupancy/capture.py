@@ -109,7 +109,10 @@ def capture_rate(device: dict) -> int:
 
 class MicSource:
     """A live input device. A supervisor thread keeps the stream open: on an error, an unplugged
-    device or a stalled stream it logs, sets `status`, and reopens with exponential backoff."""
+    device or a stalled stream it logs, sets `status`, and reopens with exponential backoff.
+
+    The stream is opened as int16 mono: every device offers it (float32 would make ALSA's file
+    plugin, the test device, read its raw samples as floats)."""
 
     kind = "microphone"
 
