@@ -150,7 +150,10 @@ class MicSource:
         sd = self._sd = import_sounddevice()
         device = find_device(self.spec)
         rate = capture_rate(device)
-        self._rate = rate  # before the stream starts: the callback reads it
+        # Set before the stream starts: its callback reads them from the first block on.
+        self._rate = rate
+        self._gap = True
+        self._opened_at = self._last_block = time.monotonic()
         try:
             stream = sd.InputStream(
                 device=device["index"], samplerate=rate, channels=1, dtype="int16",
@@ -160,8 +163,6 @@ class MicSource:
         except sd.PortAudioError as exc:
             raise DeviceError(f"cannot open input device {device['name']!r}: {exc}") from None
         self.name = device["name"]
-        self._gap = True
-        self._opened_at = self._last_block = time.monotonic()
         self.status = f"capturing from {self.name} at {rate} Hz"
         log.info("%s", self.status)
         return stream
