@@ -1,8 +1,9 @@
 """`occupancy devices`, `occupancy replay` and `occupancy monitor`: the real-time engine's commands.
 
 Both runners build one Pipeline (see pipeline.py) and stop cleanly on Ctrl-C or SIGTERM: what was
-captured is counted, the log flushed and the run closed. Until the dashboard exists they print one
-line per window and a summary every minute of audio.
+captured is counted, the log flushed and the run closed. They show either the Textual dashboard
+(monitor's default on a terminal; `replay --dashboard`) or, headless, one line per window and a
+summary every minute of audio.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -42,7 +44,7 @@ def add_command(subparsers) -> None:
         help="time the first file starts, e.g. 2026-11-25T18:00:00+01:00 (no offset: UTC); "
         "default: each file's modification time minus its duration",
     )
-    _common_flags(replay)
+    _common_flags(replay, dashboard_default=False)
     replay.set_defaults(handler=run_replay)
 
     monitor = subparsers.add_parser(
@@ -57,14 +59,26 @@ def add_command(subparsers) -> None:
         "--duration", type=float, metavar="SECONDS",
         help="stop after this many seconds of audio (default: run until stopped)",
     )
-    _common_flags(monitor)
+    monitor.add_argument(
+        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on 127.0.0.1:N while running"
+    )
+    _common_flags(monitor, dashboard_default=True)
     monitor.set_defaults(handler=run_monitor)
 
 
-def _common_flags(parser: argparse.ArgumentParser) -> None:
+def _common_flags(parser: argparse.ArgumentParser, dashboard_default: bool) -> None:
     parser.add_argument("--db", metavar="PATH", help="SQLite log (default: storage.database in the config)")
-    parser.add_argument("--headless", action="store_true", help="print one line per window, a summary every minute")
     parser.add_argument("--hop", type=float, metavar="SECONDS", help="seconds between window starts (audio.hop_s)")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument(
+        "--headless", dest="dashboard", action="store_false",
+        help="print one line per window, a summary every minute" + ("" if dashboard_default else " (default)"),
+    )
+    view.add_argument(
+        "--dashboard", dest="dashboard", action="store_true",
+        help="show the live Textual dashboard" + (" (default on a terminal)" if dashboard_default else ""),
+    )
+    parser.set_defaults(dashboard=dashboard_default)
 
 
 def run_devices(args, config: Config) -> int:
@@ -92,7 +106,7 @@ def run_replay(args, config: Config) -> int:
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
     )
-    return _run(Pipeline(config, source, _load_counter(config), db_path=args.db))
+    return _run(Pipeline(config, source, _load_counter(config), db_path=args.db), config, args.dashboard)
 
 
 def run_monitor(args, config: Config) -> int:
@@ -114,7 +128,11 @@ def run_monitor(args, config: Config) -> int:
     pipeline = Pipeline(
         config, source, _load_counter(config), db_path=args.db, max_seconds=args.duration, record_dir=args.record
     )
-    return _run(pipeline)
+    if args.metrics_port is not None:
+        from .metrics import serve_metrics
+
+        serve_metrics(pipeline, config, args.metrics_port)
+    return _run(pipeline, config, args.dashboard)
 
 
 def _parse_start(text: str | None) -> datetime | None:
@@ -138,8 +156,15 @@ def _load_counter(config: Config):
     )
 
 
-def _run(pipeline: Pipeline) -> int:
-    """Run to the end of the source, or until Ctrl-C/SIGTERM; both stop cleanly."""
+def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
+    """Run to the end of the source, or until Ctrl-C/SIGTERM (or `q` on the dashboard); all stop cleanly."""
+    if dashboard and not sys.stdout.isatty():
+        log.info("output is not a terminal: printing one line per window instead of the dashboard")
+        dashboard = False
+    if dashboard:
+        from .dashboard import run_dashboard  # Textual only when the screen is wanted
+
+        return run_dashboard(pipeline, config)
     printer = HeadlessPrinter(pipeline.counters)
     pipeline.subscribe(printer)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: pipeline.stop())
