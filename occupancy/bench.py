@@ -103,7 +103,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for name, model_config in models.items():
             started = time.perf_counter()
             counters[name] = _load(model_config)
-            figures[name] = {"model": counters[name].name, "load_s": round(time.perf_counter() - started, 3)}
+            figures[name] = {"model": counters[name].name, "file": str(counters[name].path),
+                             "load_s": round(time.perf_counter() - started, 3)}
         figures["M5"]["trained"] = m5_trained
         log.info("bench: accuracy on the test split")
         for name, acc in accuracy(config, counters, sizes["accuracy_windows"]).items():
