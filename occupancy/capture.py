@@ -295,7 +295,9 @@ class FileSource:
 
     def _feed_file(self, path: Path, file_start: datetime, clock: float, sent: int) -> int:
         start: datetime | None = file_start
-        for block in stream_audio(path, chunk_seconds=self.block_s):
+        # Paced like a live stream, blocks are the microphone's size; as fast as possible, 1-s blocks
+        # (the block size changes no window, and 0.1-s blocks made feeding the slowest stage).
+        for block in stream_audio(path, chunk_seconds=self.block_s if self.realtime else 1.0):
             if self._stop.is_set():
                 break
             sent += len(block)

@@ -166,6 +166,8 @@ def storage_error(path: str | Path, exc: Exception) -> StorageError:
         reason = "the database is locked by another program (is another monitor or replay writing it?)"
     elif "full" in lowered or getattr(exc, "errno", None) == 28:
         reason = "disk full: the batch in progress was not written, everything logged before is intact"
+    elif "disk i/o error" in lowered:
+        reason = "cannot write the database (disk full, a file-size limit or a failing disk): everything logged before is intact"
     elif "unable to open" in lowered or isinstance(exc, OSError):
         reason = f"cannot open the database file ({text})"
     elif "not a database" in lowered or "malformed" in lowered:
@@ -303,7 +305,7 @@ class RunInfo:
 
 
 class StoreWriter:
-    """The single writer: a thread that batches events and commits them every flush interval.
+    """The single writer: a thread that commits events, batched at most once per flush interval.
 
     `counters()` (called from the writer thread) gives the run's current overflow/drop/restart
     counts, stored with each batch. A failure stops the writer and is kept in `error` as a
@@ -365,26 +367,34 @@ class StoreWriter:
                 db.close()
 
     def _loop(self, db: Database) -> None:
+        """Commit an event as soon as it arrives, but at most once per flush interval: a live
+        window reaches the log within milliseconds, while a fast replay is still written in batches.
+        Between windows, changed source counters (drops, restarts) are committed too."""
         apply_retention(db, self.retention_days)
         next_retention = time.monotonic() + 3600
         pending: list[CountEvent] = []
-        deadline = time.monotonic() + self.flush_interval_s
+        last_flush = time.monotonic() - self.flush_interval_s
+        written_counters = self.counters()
         while True:
+            due = last_flush + self.flush_interval_s
+            wait = due - time.monotonic() if pending else self.flush_interval_s
             try:
-                event = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                event = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 event = False
             if event is None:
                 break
             if event:
                 pending.append(event)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= due and (pending or self.counters() != written_counters):
                 self._flush(db, pending)
                 pending = []
-                deadline = time.monotonic() + self.flush_interval_s
-                if time.monotonic() >= next_retention:
-                    apply_retention(db, self.retention_days)
-                    next_retention += 3600
+                last_flush = now
+                written_counters = self.counters()
+            if now >= next_retention:
+                apply_retention(db, self.retention_days)
+                next_retention += 3600
         self._flush(db, pending)
 
     def _flush(self, db: Database, events: list[CountEvent]) -> None:

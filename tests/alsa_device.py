@@ -2,28 +2,25 @@
 
 PortAudio reads it at 16 kHz int16 mono and gets exactly the file's samples, faster than real time;
 past the file's end it repeats leftovers, so a run must stop after the file's length (--duration).
+The device itself is made by occupancy.bench (the benchmark measures the monitor through it too).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
-DEVICE = "occfile"
+from occupancy.bench import ALSA_CONF
+from occupancy.bench import ALSA_DEVICE as DEVICE
+from occupancy.bench import alsa_file_device as _device_environment
+
+__all__ = ["DEVICE", "alsa_file_device"]
 
 
 def alsa_file_device(folder: Path, samples: np.ndarray) -> dict[str, str]:
     """Write `samples` (float in [-1, 1]) as the device's input; return the environment that shows it."""
     if not ALSA_CONF.is_file():
         pytest.skip("needs ALSA's configuration (/usr/share/alsa/alsa.conf)")
-    raw = folder / "in.raw"
-    np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2").tofile(raw)
-    conf = folder / "asound.conf"
-    conf.write_text(
-        f'pcm.{DEVICE} {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}\n'
-    )
-    return {**os.environ, "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{conf}"}
+    return _device_environment(folder, samples)
