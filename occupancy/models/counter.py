@@ -7,7 +7,8 @@ How the two stages combine, for each 1-s window:
 2. silero-vad scores each of the window's 31 frames of 512 samples (its state reset at the window's
    start); the window's speech probability is the highest frame score.
 3. If that is below `vad_threshold`, nobody is speaking: the window's probabilities are exactly
-   one-hot on count 0.
+   one-hot on count 0. (Windows the network already counts as 0 keep the network's probabilities:
+   the gate could not change their count, so it is not run on them.)
 4. Otherwise the count network's softmax is returned unchanged (it may still say 0).
 Why: count networks trained on synthetic zeros call most real silent seconds "someone speaks";
 a VAD gate fixes that (see the issue's figures) while letting the network decide 1, 2 or 3+.
@@ -116,12 +117,19 @@ class Counter:
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0."""
+        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0.
+
+        The gate can only turn a count into 0, so it is asked only about the windows the network
+        hears voices in (silero costs as much as the network): same counts, less work in a quiet room.
+        """
         probs = self.count_probabilities(windows)
         if self.gate is not None and len(probs):
-            silent = self.speech_probability(windows) < self.vad_threshold
-            probs[silent] = 0.0
-            probs[silent, 0] = 1.0
+            voiced = np.flatnonzero(probs.argmax(axis=1) > 0)
+            if len(voiced):
+                speech = self.speech_probability(np.asarray(windows, dtype=np.float32)[voiced])
+                silent = voiced[speech < self.vad_threshold]
+                probs[silent] = 0.0
+                probs[silent, 0] = 1.0
         return probs.astype(np.float32)
 
 
