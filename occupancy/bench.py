@@ -194,10 +194,12 @@ def accuracy(config: Config, counters: dict, length: int) -> dict[str, dict]:
 
 
 def sample_windows(n: int) -> np.ndarray:
-    """Up to `n` 1-s windows of real speech and silence: the bundled sample's."""
+    """Up to `n` 1-s windows of real speech and silence: the bundled sample's, starting at its first
+    speech, so the single-window figures (windows[:1]) include the voice-activity stage."""
     audio = read_audio(SAMPLE_AUDIO)
-    count = min(n, len(audio) // 16000)
-    return audio[: count * 16000].reshape(count, 16000)
+    windows = audio[: len(audio) // 16000 * 16000].reshape(-1, 16000)
+    first_speech = next(second for second, count in enumerate(load_truth()) if count > 0)
+    return np.roll(windows, -first_speech, axis=0)[:n]
 
 
 def speed(predict, windows: np.ndarray, seconds: float) -> dict:

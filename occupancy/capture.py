@@ -338,7 +338,7 @@ class Recorder:
             self._file = None
 
 
-class Capture:
+class Capture(threading.Thread):
     """The capture thread: blocks -> 16 kHz mono -> WindowSlicer -> TimedWindows (None ends them).
 
     `max_seconds` stops the source after that much audio (a device that never ends, like the ALSA
@@ -356,6 +356,7 @@ class Capture:
         max_seconds: float | None = None,
         recorder: Recorder | None = None,
     ):
+        super().__init__(name="occupancy-capture", daemon=True)
         self.source = source
         self.blocks = blocks
         self.windows = windows
@@ -365,18 +366,8 @@ class Capture:
         self.recorder = recorder
         self.samples_in = 0
         self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="occupancy-capture", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         slicer, anchor = None, None
         try:
             while (block := self.blocks.get()) is not None:

@@ -82,7 +82,7 @@ class Smoother:
         return float(self._reduce(self._recent))
 
 
-class Worker:
+class Worker(threading.Thread):
     """Consumes TimedWindows (None ends the stream) and calls `emit` with each CountEvent, in order.
 
     An exception from the counter stops the worker; it is kept in `error` for the pipeline.
@@ -98,6 +98,7 @@ class Worker:
         smoothing: str = "median",
         smoothing_windows: int = 5,
     ):
+        super().__init__(name="occupancy-worker", daemon=True)
         self.counter = counter
         self.windows = windows
         self.emit = emit
@@ -105,18 +106,8 @@ class Worker:
         self.smoother = Smoother(smoothing, smoothing_windows)
         self.error: Exception | None = None
         self.largest_batch = 0
-        self._thread = threading.Thread(target=self._run, name="occupancy-worker", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             ended = False
             while not ended:

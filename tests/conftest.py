@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,12 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "librispeech-mini" / "LibriSpeech").is_dir():
         pytest.skip("needs ../shared/data (the project's speech corpus), absent in this clone")
     return SHARED_DATA
+
+
+def local_timezone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[None]:
+    """Run a test in a fixed local time zone, whatever the machine's (for an autouse fixture)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import sqlite3
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -22,6 +21,7 @@ import pytest
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from tests.conftest import local_timezone
 from occupancy import report as report_module
 from occupancy import store
 from occupancy.cli import main
@@ -36,11 +36,7 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 @pytest.fixture(autouse=True)
 def berlin(monkeypatch):
     """Run every test in a fixed local time zone, whatever the machine's."""
-    monkeypatch.setenv("TZ", ZONE)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    yield from local_timezone(monkeypatch, ZONE)
 
 
 def utc(text: str) -> datetime:

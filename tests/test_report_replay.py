@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import local_timezone
 from occupancy.cli import COMMAND_MODULES, main
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO, load_truth
@@ -40,11 +41,7 @@ def occupancy_exe() -> str:
 
 @pytest.fixture(autouse=True)
 def new_york(monkeypatch):
-    monkeypatch.setenv("TZ", ZONE)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    yield from local_timezone(monkeypatch, ZONE)
 
 
 @pytest.fixture(scope="module")
