@@ -70,17 +70,19 @@ class _GlobalAvgPool(nn.Module):
         return x.mean(dim=tuple(range(2, x.dim())))
 
 
-def _dai_body(groups: list[tuple[int, int]]) -> tuple[nn.Module, int]:
+def _dai_body(groups: list[tuple[int, int]], block=None) -> tuple[nn.Module, int]:
     """Dai et al.'s plain nets: first conv 80/16 with 32 channels, then (channels, convs) groups.
 
     MaxPool(4) ends the first conv and every group but a fifth (1 s at stride 16 leaves 996
     frames: four pools bring it to 3, a fifth would leave nothing).
+    `block(cin, cout)` makes one unit of a group: a kernel-3 conv block, or a residual block (M34-res).
     """
+    block = block or (lambda cin, cout: _conv_block(cin, cout, 3))
     layers: list[nn.Module] = [_Waveform(), *_conv_block(1, 32, 80, 16), nn.MaxPool1d(4)]
     cin = 32
-    for index, (channels, convs) in enumerate(groups):
-        for _ in range(convs):
-            layers += _conv_block(cin, channels, 3)
+    for index, (channels, units) in enumerate(groups):
+        for _ in range(units):
+            layers += block(cin, channels)
             cin = channels
         if index < 3:
             layers.append(nn.MaxPool1d(4))
@@ -106,16 +108,7 @@ class _ResBlock1d(nn.Module):
 
 def _m34_body() -> tuple[nn.Module, int]:
     """M34-res: first conv, then 3/4/6/3 residual blocks of 32/64/128/256 channels."""
-    layers: list[nn.Module] = [_Waveform(), *_conv_block(1, 32, 80, 16), nn.MaxPool1d(4)]
-    cin = 32
-    for index, (channels, blocks) in enumerate([(32, 3), (64, 4), (128, 6), (256, 3)]):
-        for _ in range(blocks):
-            layers.append(_ResBlock1d(cin, channels))
-            cin = channels
-        if index < 3:
-            layers.append(nn.MaxPool1d(4))
-    layers.append(_GlobalAvgPool())
-    return nn.Sequential(*layers), cin
+    return _dai_body([(32, 3), (64, 4), (128, 6), (256, 3)], block=lambda cin, cout: [_ResBlock1d(cin, cout)])
 
 
 class _Spectrogram(nn.Module):
