@@ -123,6 +123,7 @@ class MicSource:
         self.dropped = 0
         self.restarts = 0
         self.status = "starting"
+        self.error: Exception | None = None
         self.name = ""
         self._queue: queue.Queue | None = None
         self._rate = SAMPLE_RATE
@@ -187,25 +188,30 @@ class MicSource:
     def _supervise(self) -> None:
         sd = import_sounddevice()
         backoff = 1.0
-        while not self._stop.is_set():
-            try:
-                if self._stream is None:
-                    sd._terminate()  # re-scan devices, so a re-plugged device is found again
-                    sd._initialize()
-                    self._stream = self._open()
-                    self.restarts += 1
-                self._watch(self._stream)  # returns only when asked to stop
-            except (DeviceError, sd.PortAudioError) as exc:
-                if time.monotonic() - self._opened_at > MAX_BACKOFF_S:
-                    backoff = 1.0  # it had been working: a new failure starts the backoff over
-                self.status = f"input error: {exc}; retrying in {backoff:.0f} s"
-                log.warning("%s", self.status)
-                self._close()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-        self._close()
-        self.status = "stopped"
-        self._queue.put(None)
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._stream is None:
+                        sd._terminate()  # re-scan devices, so a re-plugged device is found again
+                        sd._initialize()
+                        self._stream = self._open()
+                        self.restarts += 1
+                    self._watch(self._stream)  # returns only when asked to stop
+                except (DeviceError, sd.PortAudioError) as exc:
+                    if time.monotonic() - self._opened_at > MAX_BACKOFF_S:
+                        backoff = 1.0  # it had been working: a new failure starts the backoff over
+                    self.status = f"input error: {exc}; retrying in {backoff:.0f} s"
+                    log.warning("%s", self.status)
+                    self._close()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+            self.status = "stopped"
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure must reach the pipeline, not hang it
+            self.error = exc
+            self.status = f"input failed: {exc}"
+        finally:
+            self._close()
+            self._queue.put(None)  # always end the stream, so capture and shutdown never wait forever
 
     def _watch(self, stream) -> None:
         """Return when asked to stop; raise DeviceError when the stream dies or stalls."""

@@ -223,6 +223,10 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
+# Settings whose command-line flag is not simply --<setting-name>.
+FLAG_NAMES = {"hop_s": "--hop"}
+
+
 def override(config: Config, section: str, **values: Any) -> Config:
     """Apply command-line flags (None means 'not given') on top of the file's settings."""
     given = {k: v for k, v in values.items() if v is not None}
@@ -231,7 +235,7 @@ def override(config: Config, section: str, **values: Any) -> Config:
     current = getattr(config, section)
     fields = {f.name: f for f in dataclasses.fields(current)}
     checked = {
-        k: _check_value("command line", Path.cwd(), f"--{k.replace('_', '-')}", fields[k], v)
+        k: _check_value("command line", Path.cwd(), FLAG_NAMES.get(k, f"--{k.replace('_', '-')}"), fields[k], v)
         for k, v in given.items()
     }
     return dataclasses.replace(config, **{section: dataclasses.replace(current, **checked)})

@@ -11,6 +11,9 @@ the worker thread with each CountEvent, so they must be quick (put it on a queue
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from contextlib import contextmanager
 import queue
 import time
 from collections.abc import Callable
@@ -24,6 +27,19 @@ from .store import RunInfo, StoreWriter, summarize_latency
 from .worker import CountEvent, Worker
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore Ctrl-C for the duration (main thread only: signal handlers live there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Pipeline:
@@ -143,7 +159,8 @@ class Pipeline:
         except KeyboardInterrupt:
             log.info("interrupted: flushing the log")
         finally:
-            self.close()
+            with _sigint_ignored():  # a second Ctrl-C must not cut the log's flush and the run's close
+                self.close()
 
     def _emit(self, event: CountEvent) -> None:
         self.writer.put(event)

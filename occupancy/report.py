@@ -61,7 +61,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from .config import Config
-from .errors import StorageError
+from .errors import ConfigError, StorageError
 from .store import hour_start, hourly_rows, iso, migrations, open_store, storage_error
 
 log = logging.getLogger(__name__)
@@ -583,6 +583,8 @@ def add_command(subparsers) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     db_path = args.db or config.storage.database
     limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M} must be before --until {args.until:%Y-%m-%d %H:%M}")
     report = build_report(
         db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
         min_coverage=args.min_coverage, capacity_limit=limit, alert_seconds=args.alert_seconds,

@@ -192,7 +192,7 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         path.parent.mkdir(parents=True, exist_ok=True)
         db = Database(sqlite3.connect(str(path), timeout=timeout))
         db.enable_wal()
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing committed
+        db.execute("PRAGMA synchronous=FULL")  # every commit reaches the disk: a power cut loses nothing committed
         if migrations.pending(db):
             with write_transaction(db):  # under the write lock: two first opens cannot both migrate
                 migrations.apply(db)
@@ -342,7 +342,8 @@ class StoreWriter:
             raise self.error
 
     def put(self, event: CountEvent) -> None:
-        self._queue.put(event)
+        if self.error is None:  # after a failure nothing drains the queue: do not let it grow
+            self._queue.put(event)
 
     def stop(self) -> None:
         """Flush what is queued, close the run and the connection."""

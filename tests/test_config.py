@@ -47,7 +47,7 @@ def test_missing_keys_take_defaults_and_relative_paths_follow_the_file(tmp_path)
 def test_flags_override_the_file(tmp_path):
     cfg = override(Config(), "audio", hop_s=0.25, device=None)
     assert cfg.audio.hop_s == 0.25
-    with pytest.raises(ConfigError, match="--hop-s: must be between 0.1 and 1.0"):
+    with pytest.raises(ConfigError, match="--hop: must be between 0.1 and 1.0"):
         override(cfg, "audio", hop_s=3.0)
 
 

@@ -79,8 +79,11 @@ def _claim_folder(out: Path, params: dict) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: not an empty folder and holds no dataset.json; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps(params, indent=1) + "\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        spec.write_text(json.dumps(params, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the dataset folder ({exc.strerror or exc})") from None
 
 
 def _complete_rows(path: Path) -> int:
