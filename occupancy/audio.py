@@ -172,15 +172,19 @@ def file_windows(path: str | Path, window_s: float = 1.0, hop_s: float = 1.0) ->
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively, *.wav and *.flac) into a sorted list of files."""
+    """Expand files and folders (recursively, *.wav and *.flac) into a sorted list of files;
+    an AudioError when there is none at all."""
+    paths = [Path(p) for p in paths]
     found: list[Path] = []
-    for item in map(Path, paths):
+    for item in paths:
         if item.is_dir():
             found.extend(
                 sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             )
         else:
             found.append(item)  # missing or odd files are reported when opened
+    if not found:
+        raise AudioError(f"{', '.join(map(str, paths))}: no .wav or .flac files found")
     return found
 
 

@@ -53,8 +53,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None)
     files = find_audio_files(args.paths)
-    if not files:
-        raise AudioError(f"{', '.join(args.paths)}: no .wav or .flac files found")
     counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
     failures = 0
     for path in files:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from .audio import find_audio_files
 from .capture import FileSource, MicSource, find_device, input_devices, import_sounddevice
 from .config import Config, override
-from .errors import AudioError, ConfigError, DeviceError
+from .errors import ConfigError, DeviceError
 from .pipeline import Pipeline
 from .sample import SAMPLE_AUDIO
 from .worker import CountEvent
@@ -101,8 +101,6 @@ def run_devices(args, config: Config) -> int:
 def run_replay(args, config: Config) -> int:
     config = override(config, "audio", hop_s=args.hop)
     files = find_audio_files(args.files)
-    if not files:
-        raise AudioError(f"{', '.join(args.files)}: no .wav or .flac files found")
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
     )

@@ -164,3 +164,9 @@ def test_bundled_sample_matches_its_truth():
     quiet = [lv for lv, c in zip(levels, truth) if c == 0]
     assert min(quiet) < -55  # real room tone, not digital silence
     assert min(quiet) > -100
+
+
+def test_no_audio_anywhere_is_one_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no audio here")
+    with pytest.raises(AudioError, match="no .wav or .flac files found"):
+        find_audio_files([tmp_path])
