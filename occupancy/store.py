@@ -269,23 +269,20 @@ def hourly_rows(db: Database, since: datetime | None = None, until: datetime | N
 
 def recent_events(db: Database, n: int = 60) -> list[dict]:
     """The last `n` events, oldest first; `probabilities` decoded to a list."""
-    rows = list(db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [n]))
-    for row in rows:
-        row["probabilities"] = json.loads(row["probabilities"])
-    return rows[::-1]
+    return _decoded(db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [n]))[::-1]
 
 
 def events_between(db: Database, since: datetime, until: datetime) -> list[dict]:
     """Events whose window starts in [since, until), oldest first; `probabilities` decoded."""
-    rows = list(
-        db.query(
-            "SELECT * FROM events WHERE start_utc >= ? AND start_utc < ? ORDER BY start_utc, id",
-            [iso(since), iso(until)],
-        )
-    )
-    for row in rows:
-        row["probabilities"] = json.loads(row["probabilities"])
-    return rows
+    return _decoded(db.query(
+        "SELECT * FROM events WHERE start_utc >= ? AND start_utc < ? ORDER BY start_utc, id",
+        [iso(since), iso(until)],
+    ))
+
+
+def _decoded(rows: Iterable[dict]) -> list[dict]:
+    """Event rows with `probabilities` decoded from their JSON text to a list."""
+    return [{**row, "probabilities": json.loads(row["probabilities"])} for row in rows]
 
 
 def runs(db: Database) -> list[dict]:
