@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,9 @@ def _datasets(config: Config, s: TrainSettings):
                                     fresh=True, reverb_share=s.reverb_share, max_speakers=s.max_speakers))
     val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
                          fresh=False, reverb_share=s.reverb_share, max_speakers=s.max_speakers)
+    if s.workers > 1:
+        clips = [dataset.mixer.preload() for dataset in (*parts, val)][-1]  # one process cache: the last count is the total
+        log.info("decoded %d recordings before starting %d data workers", clips, s.workers)
     return parts, val
 
 
@@ -244,7 +248,7 @@ def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: st
             sampler.set_epoch(epoch)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{s.epochs}", disable=rank != 0, leave=False,
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{s.epochs}", disable=rank != 0 or not sys.stderr.isatty(), leave=False,
                    dynamic_ncols=True)
         for batch in bar:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}

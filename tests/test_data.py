@@ -197,6 +197,16 @@ def test_dataloader_workers_give_the_same_examples(tiny):
     assert torch.cat([b["count"] for b in batches]).tolist() == [ds.count_of(i) for i in range(24)]
 
 
+def test_preload_decodes_every_recording_the_split_draws_from(tiny):
+    ds = MixtureDataset(load_splits(tiny), "train", length=8, seed=3)
+    before = [ds[i]["audio"] for i in range(8)]
+    held = ds.mixer.preload()
+    wanted = {(f, True) for spk in ds.mixer.speakers for f in spk.files()}
+    wanted |= {(n.path, False) for group in ds.mixer.noise for n in group}
+    assert wanted <= set(ds.mixer.cache._clips) and held == len(ds.mixer.cache)
+    assert all(torch.equal(a, ds[i]["audio"]) for i, a in enumerate(before))  # preloading changes no example
+
+
 def _folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

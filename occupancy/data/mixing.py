@@ -64,6 +64,22 @@ class Mixer:
         """A spawned worker uses its own process cache, not a pickled copy of this one."""
         return {**self.__dict__, "cache": None, "_rir_spectra": {}}
 
+    def preload(self) -> int:
+        """Decode every file this split can draw from into the process cache; returns the clips held.
+
+        Why: DataLoader workers are forked afresh each epoch from the parent, so without this each
+        of them decodes the corpus again every epoch; with it they all start from the parent's copy.
+        """
+        if self.cache is None:
+            self.cache = process_cache(self.cache_mb)
+        for speaker in self.speakers:
+            for path in speaker.files():
+                self.cache.get(path, speech=True)
+        for group in self.noise:
+            for noise in group:
+                self.cache.get(noise.path, speech=False)
+        return len(self.cache)
+
     def make(self, recipe: str, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
         if self.cache is None:
             self.cache = process_cache(self.cache_mb)
