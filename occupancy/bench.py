@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def add_command(subparsers) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     sizes = SIZES[args.quick]
     load_before = os.getloadavg()
+    classify_threads = torch.get_num_threads()  # torch's default, as `classify` runs; the monitor keeps a core free
     with tempfile.TemporaryDirectory(prefix="occupancy-bench-") as tmp:
         folder = Path(tmp)
         m5_path, m5_trained = find_m5(args.m5, config, folder)
@@ -113,9 +115,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for name, counter in counters.items():
             log.info("bench: %s", name)
             fig = figures[name]
-            fig["counter"] = speed(counter.predict, windows, sizes["seconds"])
-            fig["network"] = speed(counter.count_probabilities, windows, sizes["seconds"])
-            fig["onnx"] = onnx_speed(counter, windows, sizes["seconds"], folder)
+            with torch_threads(classify_threads):
+                fig["counter"] = speed(counter.predict, windows, sizes["seconds"])
+                fig["network"] = speed(counter.count_probabilities, windows, sizes["seconds"])
+                fig["onnx"] = onnx_speed(counter, windows, sizes["seconds"], folder)
             fig["replay"] = replay_speed(models[name], counter, sizes["replay_copies"], folder)
             fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
             fig["latency"] = capture_latency(models[name], counter, sizes["latency_s"], folder)
@@ -126,7 +129,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "machine": {
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "classify_threads": classify_threads,
+            "torch": torch.__version__,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
@@ -191,6 +195,17 @@ def accuracy(config: Config, counters: dict, length: int) -> dict[str, dict]:
         for name in counters:
             out[name]["skipped"] = str(exc)
     return out
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with `n` torch threads, then restore the count the monitor uses."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sample_windows(n: int) -> np.ndarray:
@@ -393,7 +408,8 @@ def format_table(result: dict) -> str:
     m = result["machine"]
     lines = [
         f"occupancy bench ({'quick' if result['quick'] else 'full'}): {m['cpus']} CPUs, torch {m['torch']} with "
-        f"{m['torch_threads']} threads, load average {m['load_average_before'][0]} before, "
+        f"{m['classify_threads']} threads for classify, {m['torch_threads']} for the monitor, "
+        f"load average {m['load_average_before'][0]} before, "
         f"{m['load_average_after'][0]} after",
         f"default model: {result['models']['default']['model']}   M5: {result['models']['M5']['model']}"
         + (f" ({result['m5_note']})" if result["m5_note"] else ""),
