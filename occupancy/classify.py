@@ -1,7 +1,8 @@
 """`occupancy classify`: count speakers in each 1-s window of recorded files.
 
 The `--json` output is one object per line and is read by outside evaluation scripts, so its keys
-are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}.
+are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}, plus {"women", "men"}
+with --sex (a model trained with a sex-composition head; see the README for how far to trust it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: audio.hop_s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: model.device)")
     p.add_argument("--no-vad", action="store_true", help="skip the voice-activity stage")
+    p.add_argument("--sex", action="store_true",
+                   help="also estimate how many women and men speak (needs a model with a sex head, "
+                        "e.g. models/counter-sex.safetensors)")
     p.set_defaults(handler=run)
 
 
@@ -63,25 +67,33 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     config.model.path, device=config.model.device, vad=config.model.vad,
                     vad_threshold=config.model.vad_threshold, threads=config.model.threads,
                 )
-                probs = counter.predict(np.stack([w.samples for w in batch]))
-                for window, p in zip(batch, probs):
-                    print_window(str(path), window, p, counter.classes, args.json)
+                samples = np.stack([w.samples for w in batch])
+                probs = counter.predict(samples)
+                sexes = counter.sex_composition(samples, probs.argmax(axis=1)) if args.sex else [None] * len(batch)
+                for window, p, sex in zip(batch, probs, sexes):
+                    print_window(str(path), window, p, counter.classes, args.json, sex)
         except AudioError as exc:
             print(f"occupancy: error: {exc}", file=sys.stderr)
             failures += 1
     return 2 if failures else 0
 
 
-def print_window(path: str, window: Window, probs: np.ndarray, classes: list[int], as_json: bool) -> None:
+def print_window(path: str, window: Window, probs: np.ndarray, classes: list[int], as_json: bool,
+                 sex: np.ndarray | None = None) -> None:
     count = classes[int(np.argmax(probs))]
     if as_json:
-        print(json.dumps({
+        row = {
             "path": path,
             "start_s": round(window.start_s, 3),
             "end_s": round(window.end_s, 3),
             "count": count,
             "probabilities": [round(float(x), 4) for x in probs],
-        }))
+        }
+        if sex is not None:
+            row.update(women=int(sex[0]), men=int(sex[1]))
+        print(json.dumps(row))
     else:
         bars = " ".join(f"{c}:{float(x):.2f}" for c, x in zip(classes, probs))
-        print(f"{path}  {window.start_s:7.2f}-{window.end_s:7.2f} s  count {count_label(count, classes):>2}  ({bars})")
+        women_men = "" if sex is None else f"  women {sex[0]}, men {sex[1]}"
+        print(f"{path}  {window.start_s:7.2f}-{window.end_s:7.2f} s  count {count_label(count, classes):>2}  "
+              f"({bars}){women_men}")

@@ -51,13 +51,17 @@ def score(predicted: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict:
     }
 
 
+def _test_set(config: Config, recipe: str, reverb_share: float, length: int, seed: int, max_speakers: int):
+    from .data import MixtureDataset, load_splits
+
+    return MixtureDataset(load_splits(config.data), split="test", recipe=recipe, length=length, seed=seed,
+                          fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+
+
 def mixture_windows(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
                     max_speakers: int) -> tuple[np.ndarray, np.ndarray]:
     """`length` fixed test mixtures (same seed, same windows every time) and their counts."""
-    from .data import MixtureDataset, load_splits
-
-    dataset = MixtureDataset(load_splits(config.data), split="test", recipe=recipe, length=length, seed=seed,
-                             fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+    dataset = _test_set(config, recipe, reverb_share, length, seed, max_speakers)
     audio, counts = [], []
     for batch in DataLoader(dataset, batch_size=250, num_workers=1):
         audio.append(batch["audio"].numpy())
@@ -108,6 +112,33 @@ def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) 
     return result
 
 
+def mixture_sexes(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
+                  max_speakers: int) -> np.ndarray:
+    """[length, 2] numbers of women and men in the same test mixtures as `mixture_windows`."""
+    dataset = _test_set(config, recipe, reverb_share, length, seed, max_speakers)
+    return np.array([[m["F"], m["M"]] for m in map(dataset.metadata, range(length))], dtype=np.int64)
+
+
+def evaluate_sex(counter: Counter, windows: np.ndarray, counts: np.ndarray, sexes: np.ndarray) -> dict:
+    """How often the sex-composition head gets the women and men right, on windows where someone speaks.
+
+    Scored on the counter's own count (so a wrong count makes a wrong composition) and, separately,
+    on the windows whose count it got right (the head's own share of the errors).
+    """
+    predicted = counter.predict(windows).argmax(axis=1)
+    composition = counter.sex_composition(windows, predicted)
+    speech = counts > 0
+    right = (composition == sexes).all(axis=1)
+    count_right = speech & (predicted == counts)
+    return {
+        "n": int(speech.sum()),
+        "composition_accuracy": float(right[speech].mean()) if speech.any() else None,
+        "composition_accuracy_when_count_right": float(right[count_right].mean()) if count_right.any() else None,
+        "women_accuracy": float((composition[speech, 0] == sexes[speech, 0]).mean()) if speech.any() else None,
+        "men_accuracy": float((composition[speech, 1] == sexes[speech, 1]).mean()) if speech.any() else None,
+    }
+
+
 def throughput(counter: Counter, windows: np.ndarray, seconds: float = 3.0) -> dict:
     """Windows per second, batched, for the network alone and for the whole counter (VAD included)."""
     windows = windows[: counter.batch_size]
@@ -141,6 +172,14 @@ def format_report(name: str, results: dict[str, dict], classes: list[int]) -> st
         lines.append(f"{set_name:<24}{c['n']:>6} {_pct(c['accuracy']):>7} {_pct(r['network']['accuracy']):>7} "
                      f"{c['mae']:5.3f}  {per}  {_pct(vad.get('speech_rate_on_non_speech')):>9} "
                      f"{_pct(vad.get('speech_rate_on_speech')):>6}  {verdict}")
+    sexed = {name: r["sex"] for name, r in results.items() if "sex" in r}
+    if sexed:
+        lines.append(f"\nsex composition (windows with speech)  {'women+men':>9} {'if count right':>14} "
+                     f"{'women':>6} {'men':>6}")
+        for set_name, x in sexed.items():
+            lines.append(f"{set_name:<24}{x['n']:>6}    {_pct(x['composition_accuracy']):>9} "
+                         f"{_pct(x['composition_accuracy_when_count_right']):>14} {_pct(x['women_accuracy']):>6} "
+                         f"{_pct(x['men_accuracy']):>6}")
     for set_name, r in results.items():
         lines.append(f"\nconfusion, {set_name} (rows: true count, columns: predicted)")
         lines.append("      " + "".join(f"{c:>7}" for c in classes))

@@ -102,6 +102,27 @@ def test_classify_json_on_the_sample_follows_the_stable_format(capsys):
     assert silent_right / truth.count(0) >= 0.8  # nobody speaking stays 0, dishes and typing included
 
 
+SEX_MODEL = default_model_path().with_name("counter-sex.safetensors")
+
+
+@pytest.mark.skipif(not SEX_MODEL.exists(), reason="no sex-composition model shipped in models/")
+def test_classify_sex_splits_each_count_into_women_and_men(capsys):
+    assert main(["classify", str(SAMPLE_AUDIO), "--json", "--sex", "--model", str(SEX_MODEL)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(load_truth())
+    for row in rows:
+        assert set(row) == {"path", "start_s", "end_s", "count", "probabilities", "women", "men"}
+        assert row["women"] >= 0 and row["men"] >= 0 and row["women"] + row["men"] == row["count"]
+    assert any(r["women"] for r in rows) and any(r["men"] for r in rows)  # the sample holds both
+
+
+@needs_model
+def test_classify_sex_with_a_model_without_that_head_is_one_line(capsys):
+    assert main(["classify", str(SAMPLE_AUDIO), "--sex"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no sex-composition head" in err and "counter.safetensors" in err and len(err.splitlines()) == 1
+
+
 @needs_model
 def test_classify_text_hop_and_bad_file_among_good(tmp_path, capsys):
     good = tmp_path / "good.flac"

@@ -116,7 +116,8 @@ def run_train(args, config: Config) -> int:
 
 
 def run_evaluate(args, config: Config) -> int:
-    from ..evaluate import TEST_SETS, evaluate_windows, folder_windows, format_report, mixture_windows, throughput
+    from ..evaluate import (TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report, mixture_sexes,
+                            mixture_windows, throughput)
     from .counter import load_counter
 
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
@@ -132,6 +133,9 @@ def run_evaluate(args, config: Config) -> int:
             log.info("scoring %s on %d test mixtures", set_name, args.length)
             windows, counts = mixture_windows(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
             results[set_name] = evaluate_windows(counter, windows, counts)
+            if counter.has_sex_head:
+                sexes = mixture_sexes(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
+                results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
     print(format_report(counter.name, results, counter.classes))
     speed = throughput(counter, windows)
     print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
@@ -159,8 +163,9 @@ def _record(counter, results: dict, speed: dict) -> None:
                              "mae": round(r["counter"]["mae"], 4), "n": r["counter"]["n"],
                              "per_count": {k: (round(v, 4) if v is not None else None)
                                            for k, v in r["counter"]["per_count"].items()}}
-        if "vad" in r:
-            metrics[set_name]["vad"] = r["vad"]
+        for extra in ("vad", "sex"):
+            if extra in r:
+                metrics[set_name][extra] = r[extra]
     metrics["throughput_windows_per_s"] = speed
     meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(f"recorded in: {meta_file}")

@@ -107,6 +107,29 @@ class Counter:
                 out.append(torch.softmax(logits.float(), dim=1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
 
+    @property
+    def has_sex_head(self) -> bool:
+        return bool(self.metadata.get("sex_head"))
+
+    def sex_composition(self, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """[B, 2] numbers of women and men that add up to each window's count (an int array [B]).
+
+        The two heads are read jointly: of the splits of the count into women + men, the one whose
+        two probabilities multiply to the most. So the composition never contradicts the count.
+        """
+        if not self.has_sex_head:
+            raise ModelError(f"{self.path}: this model has no sex-composition head (train one with --sex-head)")
+        x = self._check(windows)
+        with torch.inference_mode():
+            sex = torch.cat([self.model(b.to(self.device))[1].float().softmax(dim=2).cpu()
+                             for b in torch.split(x, self.batch_size)]).numpy()
+        out = np.zeros((len(counts), 2), dtype=np.int64)
+        for i, count in enumerate(np.asarray(counts)):
+            women = np.arange(count + 1)
+            best = int(np.argmax(sex[i, 0, women] * sex[i, 1, count - women]))
+            out[i] = (best, count - best)
+        return out
+
     def speech_probability(self, windows: np.ndarray) -> np.ndarray:
         """The VAD stage alone: each window's highest 32-ms speech probability [B]."""
         if self.gate is None:
