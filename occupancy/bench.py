@@ -115,10 +115,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for name, counter in counters.items():
             log.info("bench: %s", name)
             fig = figures[name]
-            with torch_threads(classify_threads):
-                fig["counter"] = speed(counter.predict, windows, sizes["seconds"])
-                fig["network"] = speed(counter.count_probabilities, windows, sizes["seconds"])
-                fig["onnx"] = onnx_speed(counter, windows, sizes["seconds"], folder)
+            fig["counter"] = speed(counter.predict, windows, sizes["seconds"], classify_threads)
+            fig["network"] = speed(counter.count_probabilities, windows, sizes["seconds"], classify_threads)
+            fig["onnx"] = onnx_speed(counter, windows, sizes["seconds"], folder, classify_threads)
             fig["replay"] = replay_speed(models[name], counter, sizes["replay_copies"], folder)
             fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
             fig["latency"] = capture_latency(models[name], counter, sizes["latency_s"], folder)
@@ -217,13 +216,16 @@ def sample_windows(n: int) -> np.ndarray:
     return np.roll(windows, -first_speech, axis=0)[:n]
 
 
-def speed(predict, windows: np.ndarray, seconds: float) -> dict:
+def speed(predict, windows: np.ndarray, seconds: float, batched_threads: int) -> dict:
     """Windows/s one at a time (with its latency percentiles) and in batches of len(windows).
 
-    Per CPU-second too: on a shared machine that is what the figure would be with a core to itself.
+    One at a time is the live monitor's case, so it runs with the monitor's threads; batches are
+    classify's and replay's, with `batched_threads`. Per CPU-second too: on a shared machine that is
+    what the figure would be with a core to itself.
     """
     single, _ = _timed(predict, windows[:1], seconds)
-    batched, cpu = _timed(predict, windows, seconds)
+    with torch_threads(batched_threads):
+        batched, cpu = _timed(predict, windows, seconds)
     ms = np.array(single) * 1000
     done = len(windows) * len(batched)
     return {
@@ -249,19 +251,19 @@ def _timed(predict, windows: np.ndarray, seconds: float) -> tuple[list[float], f
     return times, time.process_time() - cpu
 
 
-def onnx_speed(counter, windows: np.ndarray, seconds: float, folder: Path) -> dict:
-    """The network exported to ONNX, run by onnxruntime with the same threads as torch."""
+def onnx_speed(counter, windows: np.ndarray, seconds: float, folder: Path, threads: int) -> dict:
+    """The network exported to ONNX, run by onnxruntime with `threads` (classify's)."""
     from .export import ExportError, OnnxNetwork, export_onnx
 
     started = time.perf_counter()
     try:
         path = export_onnx(counter.model, folder / f"{counter.name}.onnx")
-        network = OnnxNetwork(path, threads=torch.get_num_threads())
+        network = OnnxNetwork(path, threads=threads)
     except ExportError as exc:  # onnx/onnxruntime not installed: the other figures still stand
         log.warning("bench: no ONNX figures (%s)", exc)
         return {"skipped": str(exc)}
     exported = time.perf_counter() - started
-    return {"export_s": round(exported, 2), **speed(network.count_probabilities, windows, seconds)}
+    return {"export_s": round(exported, 2), **speed(network.count_probabilities, windows, seconds, threads)}
 
 
 def replay_speed(config: Config, counter, copies: int, folder: Path) -> dict:
