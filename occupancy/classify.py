@@ -46,16 +46,18 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: model.device)")
     p.add_argument("--no-vad", action="store_true", help="skip the voice-activity stage")
     p.add_argument("--sex", action="store_true",
-                   help="also estimate how many women and men speak (needs a model with a sex head, "
-                        "e.g. models/counter-sex.safetensors)")
+                   help="also estimate how many women and men speak: counts then come from "
+                        "models/counter-sex.safetensors unless --model names another model with that head")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from .models import load_counter
+    from .models import load_counter, sex_model_path
 
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None)
+    if args.sex and config.model.path is None:
+        config = override(config, "model", path=str(sex_model_path()))
     files = find_audio_files(args.paths)
     counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
     failures = 0

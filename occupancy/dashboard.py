@@ -473,6 +473,8 @@ class OccupancyApp(App):
         self.main.query_one("#count", Digits).update(count_label(event.count, top))
         over = limit > 0 and event.smoothed > limit
         lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
+        if event.women is not None:  # model.sex: a rough estimate, see the README
+            lines.append(f"women {event.women} · men {event.men}")
         self.main.query_one("#smoothed", Static).update(
             Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
         )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from .audio import find_audio_files
 from .capture import FileSource, MicSource, find_device, input_devices, import_sounddevice
 from .config import Config, override
-from .errors import ConfigError, DeviceError
+from .errors import ConfigError, DeviceError, ModelError
 from .pipeline import Pipeline
 from .sample import SAMPLE_AUDIO
 from .worker import CountEvent
@@ -69,6 +69,11 @@ def add_command(subparsers) -> None:
 def _common_flags(parser: argparse.ArgumentParser, dashboard_default: bool) -> None:
     parser.add_argument("--db", metavar="PATH", help="SQLite log (default: storage.database in the config)")
     parser.add_argument("--hop", type=float, metavar="SECONDS", help="seconds between window starts (audio.hop_s)")
+    parser.add_argument(
+        "--sex", action="store_true", default=None,
+        help="also estimate how many women and men speak, logged and shown (model.sex): counts then come "
+             "from models/counter-sex.safetensors unless model.path names another model with that head",
+    )
     view = parser.add_mutually_exclusive_group()
     view.add_argument(
         "--headless", dest="dashboard", action="store_false",
@@ -100,6 +105,7 @@ def run_devices(args, config: Config) -> int:
 
 def run_replay(args, config: Config) -> int:
     config = override(config, "audio", hop_s=args.hop)
+    config = override(config, "model", sex=args.sex)
     files = find_audio_files(args.files)
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
@@ -109,6 +115,7 @@ def run_replay(args, config: Config) -> int:
 
 def run_monitor(args, config: Config) -> int:
     config = override(config, "audio", device=args.device, hop_s=args.hop)
+    config = override(config, "model", sex=args.sex)
     spec = config.audio.device
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration: must be a positive number of seconds, got {args.duration}")
@@ -144,14 +151,20 @@ def _parse_start(text: str | None) -> datetime | None:
 
 
 def _load_counter(config: Config):
-    """The shipped counter; torch gets all cores but one, left for capture and the log writer."""
-    from .models import load_counter
+    """The shipped counter (with model.sex, the shipped sex-composition model); torch gets all cores
+    but one, left for capture and the log writer."""
+    from .models import load_counter, sex_model_path
 
     model = config.model
+    path = model.path if model.path or not model.sex else sex_model_path()
     threads = model.threads or max(1, (os.cpu_count() or 2) - 1)
-    return load_counter(
-        path=model.path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads
+    counter = load_counter(
+        path=path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads
     )
+    if model.sex and not counter.has_sex_head:
+        raise ModelError(f"{counter.path}: model.sex needs a model with a sex-composition head "
+                         f"(such as {sex_model_path().name}, trained with --sex-head)")
+    return counter
 
 
 def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
@@ -192,7 +205,8 @@ class HeadlessPrinter:
         print(
             f"{event.start.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"[:-3]
             + f"Z  count {event.count}  smoothed {event.smoothed:.1f}  level {event.level_dbfs:6.1f} dBFS"
-            f"  p [{probs}]  {event.latency_ms:.0f} ms",
+            f"  p [{probs}]  {event.latency_ms:.0f} ms"
+            + ("" if event.women is None else f"  women {event.women} men {event.men}"),
             flush=True,
         )
 

@@ -69,7 +69,7 @@ class Pipeline:
         )
         self.worker = Worker(
             counter, self.windows, self._emit, batch_size=config.model.batch_size,
-            smoothing=monitor.smoothing, smoothing_windows=monitor.smoothing_windows,
+            smoothing=monitor.smoothing, smoothing_windows=monitor.smoothing_windows, sex=config.model.sex,
         )
         self._config = config
         self.writer: StoreWriter | None = None

@@ -22,7 +22,8 @@ events   one row per window
   seconds REAL (the time this window accounts for: the hop, so overlapping windows are not counted
   twice), count INTEGER (0, 1, 2, 3 where 3 means "3 or more"), smoothed REAL (median/max/mean of
   the last `monitor.smoothing_windows` counts), probabilities TEXT (JSON list, one per class),
-  level_dbfs REAL, latency_ms REAL (window captured -> count computed). Indexed on start_utc.
+  level_dbfs REAL, latency_ms REAL (window captured -> count computed), women INTEGER, men INTEGER
+  (how many of `count` are women and men, only with `model.sex`, else NULL). Indexed on start_utc.
 
 hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touches (same
          transaction), so it is always consistent with the events and survives restarts
@@ -117,6 +118,13 @@ def m001_initial_schema(db: Database) -> None:
             minutes_covered REAL GENERATED ALWAYS AS (seconds / 60.0) VIRTUAL
         )"""
     )
+
+
+@migrations()
+def m002_sex_composition(db: Database) -> None:
+    """Optional women/men estimate per window (model.sex); NULL where it was not asked for."""
+    db["events"].add_column("women", int)
+    db["events"].add_column("men", int)
 
 
 # The rollup of a range of events, grouped by hour; the one definition both the incremental update
@@ -222,6 +230,8 @@ def event_row(event: CountEvent, run_id: int) -> dict:
         "probabilities": json.dumps([round(float(p), 4) for p in event.probabilities]),
         "level_dbfs": round(event.level_dbfs, 2),
         "latency_ms": round(event.latency_ms, 2),
+        "women": event.women,
+        "men": event.men,
     }
 
 

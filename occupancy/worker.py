@@ -31,6 +31,8 @@ class Counter(Protocol):
 
     def predict(self, windows: np.ndarray) -> np.ndarray: ...
 
+    def sex_composition(self, windows: np.ndarray, counts: np.ndarray) -> np.ndarray: ...  # only with sex=True
+
 
 @dataclass(frozen=True)
 class TimedWindow:
@@ -59,6 +61,8 @@ class CountEvent:
     level_dbfs: float  # input level of the window
     latency_ms: float  # window's last sample captured -> count computed
     captured_at: float  # time.monotonic() when the window's last sample arrived
+    women: int | None = None  # with model.sex: how many of `count` are women (None: not estimated)
+    men: int | None = None  # ... and men; women + men == count
 
 
 _SMOOTHERS: dict[str, Callable[[deque], float]] = {
@@ -97,6 +101,7 @@ class Worker(threading.Thread):
         batch_size: int = 64,
         smoothing: str = "median",
         smoothing_windows: int = 5,
+        sex: bool = False,
     ):
         super().__init__(name="occupancy-worker", daemon=True)
         self.counter = counter
@@ -104,6 +109,7 @@ class Worker(threading.Thread):
         self.emit = emit
         self.batch_size = batch_size
         self.smoother = Smoother(smoothing, smoothing_windows)
+        self.sex = sex
         self.error: Exception | None = None
         self.largest_batch = 0
 
@@ -136,11 +142,15 @@ class Worker(threading.Thread):
 
     def _count(self, batch: list[TimedWindow]) -> None:
         self.largest_batch = max(self.largest_batch, len(batch))
-        probs = np.asarray(self.counter.predict(np.stack([w.samples for w in batch])), dtype=np.float64)
+        samples = np.stack([w.samples for w in batch])
+        probs = np.asarray(self.counter.predict(samples), dtype=np.float64)
         if probs.shape != (len(batch), len(self.counter.classes)):
             raise ValueError(f"counter returned shape {probs.shape} for {len(batch)} windows")
+        sexes = [(None, None)] * len(batch)
+        if self.sex:
+            sexes = self.counter.sex_composition(samples, probs.argmax(axis=1))
         done = time.monotonic()
-        for window, p in zip(batch, probs):
+        for window, p, (women, men) in zip(batch, probs, sexes):
             count = int(self.counter.classes[int(np.argmax(p))])
             self.emit(
                 CountEvent(
@@ -153,6 +163,8 @@ class Worker(threading.Thread):
                     level_dbfs=level_dbfs(window.samples),
                     latency_ms=(done - window.captured_at) * 1000.0,
                     captured_at=window.captured_at,
+                    women=None if women is None else int(women),
+                    men=None if men is None else int(men),
                 )
             )
 

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from occupancy import __version__
 from occupancy.cli import COMMAND_MODULES, main
-from occupancy.models import default_model_path
+from occupancy.models import default_model_path, sex_model_path
 from occupancy.sample import SAMPLE_AUDIO, load_truth
 
 needs_model = pytest.mark.skipif(
@@ -102,12 +102,12 @@ def test_classify_json_on_the_sample_follows_the_stable_format(capsys):
     assert silent_right / truth.count(0) >= 0.8  # nobody speaking stays 0, dishes and typing included
 
 
-SEX_MODEL = default_model_path().with_name("counter-sex.safetensors")
+SEX_MODEL = sex_model_path()
 
 
 @pytest.mark.skipif(not SEX_MODEL.exists(), reason="no sex-composition model shipped in models/")
 def test_classify_sex_splits_each_count_into_women_and_men(capsys):
-    assert main(["classify", str(SAMPLE_AUDIO), "--json", "--sex", "--model", str(SEX_MODEL)]) == 0
+    assert main(["classify", str(SAMPLE_AUDIO), "--json", "--sex"]) == 0  # the sex model by default
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == len(load_truth())
     for row in rows:
@@ -118,7 +118,7 @@ def test_classify_sex_splits_each_count_into_women_and_men(capsys):
 
 @needs_model
 def test_classify_sex_with_a_model_without_that_head_is_one_line(capsys):
-    assert main(["classify", str(SAMPLE_AUDIO), "--sex"]) == 2
+    assert main(["classify", str(SAMPLE_AUDIO), "--sex", "--model", str(default_model_path())]) == 2
     err = capsys.readouterr().err.strip()
     assert "no sex-composition head" in err and "counter.safetensors" in err and len(err.splitlines()) == 1
 

@@ -17,7 +17,7 @@ import pytest
 from textual.widgets import DataTable, Digits, Static
 
 from occupancy.capture import FileSource
-from occupancy.config import Config, MonitorConfig
+from occupancy.config import Config, ModelConfig, MonitorConfig
 from occupancy.dashboard import (
     HealthPanel,
     HelpScreen,
@@ -30,7 +30,7 @@ from occupancy.dashboard import (
     logging_to,
 )
 from occupancy.errors import StorageError
-from occupancy.models.counter import default_model_path, load_counter
+from occupancy.models.counter import default_model_path, load_counter, sex_model_path
 from occupancy.pipeline import Pipeline
 from occupancy.sample import SAMPLE_AUDIO, load_truth
 from occupancy.store import open_store, start_run, write_batch
@@ -357,3 +357,19 @@ async def test_warnings_logged_by_other_threads_become_notifications(tmp_path, m
             thread.join()
             await pilot.pause()
             assert [str(toast.render()) for toast in app.screen.query("Toast")] == ["input lost"]
+
+
+@pytest.mark.skipif(not sex_model_path().exists(), reason="no sex-composition model shipped in models/")
+async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
+    config = dataclasses.replace(Config(), model=ModelConfig(sex=True))
+    source = FileSource([SAMPLE_AUDIO], realtime=False, start=REPLAY_START)
+    pipeline = Pipeline(config, source, load_counter(sex_model_path(), device="cpu"), db_path=tmp_path / "o.db")
+    app = OccupancyApp(pipeline, config, utc=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while not app.pipeline.wait(0):
+            await pilot.pause(0.05)
+        await asyncio.to_thread(app.pipeline.close)
+        await drawn(pilot)
+        last = logged(app.db_path)[0][-1]
+        assert last["women"] + last["men"] == last["count"]
+        assert f"women {last['women']} · men {last['men']}" in str(app.query_one("#smoothed", Static).content)

@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from occupancy.audio import read_audio
-from occupancy.models import default_model_path
+from occupancy.models import default_model_path, sex_model_path
 from occupancy.sample import SAMPLE_AUDIO, load_truth
 from occupancy.store import open_store, runs
 from tests.alsa_device import DEVICE, alsa_file_device
@@ -207,3 +207,28 @@ def test_devices_lists_the_input_and_a_wrong_name_is_one_line(tmp_path):
     assert wrong.returncode == 2
     (line,) = wrong.stderr.strip().splitlines()
     assert line.startswith("occupancy: error: 'no-such-mic' is not an input device (available: ")
+
+
+@pytest.mark.skipif(not sex_model_path().exists(), reason="no sex-composition model shipped in models/")
+def test_replay_with_sex_logs_and_prints_women_and_men(tmp_path):
+    db = tmp_path / "log.db"
+    result = occupancy("replay", SAMPLE_AUDIO, "--speed", "max", "--db", db, "--headless", "--sex", folder=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len([line for line in result.stdout.splitlines() if " women " in line]) == 90
+    rows = list(open_store(db, readonly=True).query("SELECT count, women, men FROM events"))
+    assert len(rows) == 90 and all(r["women"] + r["men"] == r["count"] for r in rows)
+    assert any(r["women"] for r in rows) and any(r["men"] for r in rows)
+    (run,) = runs(open_store(db, readonly=True))
+    assert run["model"] == "counter-sex"
+    plain = tmp_path / "plain.db"  # without --sex nothing about sex is estimated or stored
+    assert occupancy("replay", SAMPLE_AUDIO, "--speed", "max", "--db", plain, folder=tmp_path).returncode == 0
+    assert {(r["women"], r["men"]) for r in open_store(plain, readonly=True)["events"].rows} == {(None, None)}
+
+
+def test_sex_with_a_model_without_that_head_is_one_line(tmp_path):
+    config = write_config(tmp_path, f"model:\n  path: {default_model_path()}\n  sex: true\n")
+    result = occupancy("--config", config, "replay", SAMPLE_AUDIO, "--speed", "max", "--db", tmp_path / "l.db",
+                       folder=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "model.sex needs a model with a sex-composition head" in line and "counter.safetensors" in line

@@ -385,6 +385,7 @@ def test_older_schema_is_migrated(capsys, tmp_path, monkeypatch):
 
     newer = Migrations("occupancy")  # this version's schema plus one more step than the file has
     newer()(store.m001_initial_schema)
+    newer()(store.m002_sex_composition)
 
     @newer()
     def m999_index_on_smoothed(db):

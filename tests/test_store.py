@@ -3,6 +3,7 @@ and the one-line errors for locked, read-only and full databases."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,12 +19,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
+from occupancy import store
 from occupancy.errors import StorageError
 from occupancy.store import (
     RunInfo,
     StoreWriter,
     apply_retention,
+    event_row,
     hour_start,
     hourly_rows,
     iso,
@@ -106,7 +111,24 @@ def test_schema_is_created_once_in_wal_mode(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"events", "hourly", "runs"} <= set(db.table_names())
     applied = list(db.query("SELECT name FROM _sqlite_migrations WHERE migration_set = 'occupancy'"))
-    assert [r["name"] for r in applied] == ["m001_initial_schema"]
+    assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition"]
+
+
+def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_path):
+    path = tmp_path / "old.db"
+    old = Migrations("occupancy")
+    old()(store.m001_initial_schema)
+    db = Database(path)
+    old.apply(db)
+    run_id = db["runs"].insert({"started_utc": "2026-11-25T10:00:00.000+00:00", "source": "replay", "device": "a",
+                                "model": "counter", "compute": "cpu", "hop_s": 1.0}).last_pk
+    row = {k: v for k, v in event_row(make_events([2])[0], run_id).items() if k not in ("women", "men")}
+    db["events"].insert(row)
+    db.close()
+    migrated = open_store(path)
+    assert [(r["count"], r["women"], r["men"]) for r in migrated["events"].rows] == [(2, None, None)]
+    write_batch(migrated, run_id, [dataclasses.replace(make_events([1])[0], women=1, men=0)], {})
+    assert [(r["count"], r["women"], r["men"]) for r in migrated["events"].rows] == [(2, None, None), (1, 1, 0)]
 
 
 def test_hourly_rollup_follows_batches_across_hours_and_recomputes_identically(tmp_path):
@@ -309,4 +331,4 @@ def test_first_opens_racing_each_other_migrate_once(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
+    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 2

@@ -6,7 +6,7 @@
 """
 
 from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model, count_parameters
-from .counter import Counter, default_model_path, load_counter
+from .counter import Counter, default_model_path, load_counter, sex_model_path
 from .io import load_model, read_metadata, save_model
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "load_model",
     "read_metadata",
     "save_model",
+    "sex_model_path",
 ]

@@ -40,6 +40,11 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "counter.safetensors"
 
 
+def sex_model_path() -> Path:
+    """<repo>/models/counter-sex.safetensors: the shipped model with the sex-composition head."""
+    return default_model_path().with_name("counter-sex.safetensors")
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
