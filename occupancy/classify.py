@@ -70,8 +70,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
                     vad_threshold=config.model.vad_threshold, threads=config.model.threads,
                 )
                 samples = np.stack([w.samples for w in batch])
-                probs = counter.predict(samples)
-                sexes = counter.sex_composition(samples, probs.argmax(axis=1)) if args.sex else [None] * len(batch)
+                if args.sex:
+                    probs, sexes = counter.predict_with_sex(samples)
+                else:
+                    probs, sexes = counter.predict(samples), [None] * len(batch)
                 for window, p, sex in zip(batch, probs, sexes):
                     print_window(str(path), window, p, counter.classes, args.json, sex)
         except AudioError as exc:

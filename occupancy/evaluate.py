@@ -51,22 +51,27 @@ def score(predicted: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict:
     }
 
 
-def _test_set(config: Config, recipe: str, reverb_share: float, length: int, seed: int, max_speakers: int):
+def mixture_set(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
+                max_speakers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`length` fixed test mixtures (same seed, same windows every time), their counts and their
+    numbers of women and men [length, 2]."""
     from .data import MixtureDataset, load_splits
 
-    return MixtureDataset(load_splits(config.data), split="test", recipe=recipe, length=length, seed=seed,
-                          fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+    dataset = MixtureDataset(load_splits(config.data), split="test", recipe=recipe, length=length, seed=seed,
+                             fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+    audio, counts, sexes = [], [], []
+    for batch in DataLoader(dataset, batch_size=250, num_workers=1):
+        audio.append(batch["audio"].numpy())
+        counts.append(batch["count"].numpy())
+        sexes.append(torch.stack([batch["females"], batch["males"]], dim=1).numpy())
+    return np.concatenate(audio), np.concatenate(counts), np.concatenate(sexes)
 
 
 def mixture_windows(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
                     max_speakers: int) -> tuple[np.ndarray, np.ndarray]:
-    """`length` fixed test mixtures (same seed, same windows every time) and their counts."""
-    dataset = _test_set(config, recipe, reverb_share, length, seed, max_speakers)
-    audio, counts = [], []
-    for batch in DataLoader(dataset, batch_size=250, num_workers=1):
-        audio.append(batch["audio"].numpy())
-        counts.append(batch["count"].numpy())
-    return np.concatenate(audio), np.concatenate(counts)
+    """`length` fixed test mixtures and their counts (see mixture_set)."""
+    audio, counts, _ = mixture_set(config, recipe, reverb_share, length, seed, max_speakers)
+    return audio, counts
 
 
 def folder_windows(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -112,21 +117,14 @@ def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) 
     return result
 
 
-def mixture_sexes(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
-                  max_speakers: int) -> np.ndarray:
-    """[length, 2] numbers of women and men in the same test mixtures as `mixture_windows`."""
-    dataset = _test_set(config, recipe, reverb_share, length, seed, max_speakers)
-    return np.array([[m["F"], m["M"]] for m in map(dataset.metadata, range(length))], dtype=np.int64)
-
-
 def evaluate_sex(counter: Counter, windows: np.ndarray, counts: np.ndarray, sexes: np.ndarray) -> dict:
     """How often the sex-composition head gets the women and men right, on windows where someone speaks.
 
     Scored on the counter's own count (so a wrong count makes a wrong composition) and, separately,
     on the windows whose count it got right (the head's own share of the errors).
     """
-    predicted = counter.predict(windows).argmax(axis=1)
-    composition = counter.sex_composition(windows, predicted)
+    probs, composition = counter.predict_with_sex(windows)
+    predicted = probs.argmax(axis=1)
     speech = counts > 0
     right = (composition == sexes).all(axis=1)
     count_right = speech & (predicted == counts)

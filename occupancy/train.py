@@ -103,7 +103,8 @@ def _datasets(config: Config, s: TrainSettings):
     val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
                          fresh=False, reverb_share=s.reverb_share, max_speakers=s.max_speakers)
     if s.workers > 1:
-        clips = [dataset.mixer.preload() for dataset in (*parts, val)][-1]  # one process cache: the last count is the total
+        # one process cache for all: the last count is the total
+        clips = [dataset.mixer.preload() for dataset in (*parts, val)][-1]
         log.info("decoded %d recordings before starting %d data workers", clips, s.workers)
     return parts, val
 
@@ -248,8 +249,8 @@ def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: st
             sampler.set_epoch(epoch)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{s.epochs}", disable=rank != 0 or not sys.stderr.isatty(), leave=False,
-                   dynamic_ncols=True)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{s.epochs}", leave=False, dynamic_ncols=True,
+                   disable=rank != 0 or not sys.stderr.isatty())  # bars on a terminal only, not in logs
         for batch in bar:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             loss, logits = _loss(model(batch["audio"]), batch, criterion)

@@ -31,7 +31,7 @@ class Counter(Protocol):
 
     def predict(self, windows: np.ndarray) -> np.ndarray: ...
 
-    def sex_composition(self, windows: np.ndarray, counts: np.ndarray) -> np.ndarray: ...  # only with sex=True
+    def predict_with_sex(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # only with sex=True
 
 
 @dataclass(frozen=True)
@@ -143,12 +143,13 @@ class Worker(threading.Thread):
     def _count(self, batch: list[TimedWindow]) -> None:
         self.largest_batch = max(self.largest_batch, len(batch))
         samples = np.stack([w.samples for w in batch])
-        probs = np.asarray(self.counter.predict(samples), dtype=np.float64)
+        if self.sex:
+            probs, sexes = self.counter.predict_with_sex(samples)
+        else:
+            probs, sexes = self.counter.predict(samples), [(None, None)] * len(batch)
+        probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (len(batch), len(self.counter.classes)):
             raise ValueError(f"counter returned shape {probs.shape} for {len(batch)} windows")
-        sexes = [(None, None)] * len(batch)
-        if self.sex:
-            sexes = self.counter.sex_composition(samples, probs.argmax(axis=1))
         done = time.monotonic()
         for window, p, (women, men) in zip(batch, probs, sexes):
             count = int(self.counter.classes[int(np.argmax(p))])

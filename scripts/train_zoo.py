@@ -4,7 +4,8 @@
 Each (architecture, recipe) pair trains for at most --minutes-per-model minutes (batch 32, Adam,
 lr 1e-4, cross-entropy; fresh mixtures from ../shared/data), then is scored without the VAD gate on
 fixed test-split mixtures of the realistic recipe (dry), the realistic recipe in rooms, and the
-report's recipe. Writes runs/zoo/<arch>-<recipe>/ (curves, CSV, model) and runs/zoo/table.{md,json}.
+report's recipe. Writes runs/zoo/<arch>-<recipe>/ (curves, CSV, model, checkpoint: not kept in git) and,
+in the repo, docs/zoo/table.{md,json} with every run's curves as docs/zoo/<arch>-<recipe>-curves.png.
 
     .venv/bin/python scripts/train_zoo.py --minutes-per-model 3
     .venv/bin/python scripts/train_zoo.py --params   # parameter counts beside the report's Table II
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,7 +40,9 @@ def main() -> int:
     parser.add_argument("--train-length", type=int, default=4000, help="fresh mixtures per epoch")
     parser.add_argument("--test-length", type=int, default=1000, help="test mixtures per test set")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "zoo")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "zoo", help="run folders (weights, checkpoints)")
+    parser.add_argument("--report", type=Path, default=REPO / "docs" / "zoo",
+                        help="the table (markdown + JSON) and every run's curves, kept in the repo")
     parser.add_argument("--params", action="store_true", help="print the parameter table and stop")
     args = parser.parse_args()
     if args.params:
@@ -49,7 +53,7 @@ def main() -> int:
     config = load_config(REPO / "config.yaml" if (REPO / "config.yaml").is_file() else None)
     tests = {name: mixture_windows(config, length=args.test_length, seed=1234, max_speakers=3, **kw)
              for name, kw in TEST_SETS.items()}
-    table_file = args.out / "table.json"
+    table_file = args.report / "table.json"
     rows = json.loads(table_file.read_text()) if table_file.is_file() else []
     for arch in args.models:
         for recipe in args.recipes:
@@ -67,9 +71,10 @@ def main() -> int:
                 row[name] = round(evaluate_windows(counter, windows, counts)["network"]["accuracy"], 4)
             log.info("%s", row)
             rows = [r for r in rows if (r["arch"], r["recipe"]) != (arch, recipe)] + [row]
-            args.out.mkdir(parents=True, exist_ok=True)
+            args.report.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / "curves.png", args.report / f"{arch}-{recipe}-curves.png")
             table_file.write_text(json.dumps(rows, indent=1) + "\n")
-            (args.out / "table.md").write_text(markdown(rows))
+            (args.report / "table.md").write_text(markdown(rows))
     print(markdown(rows))
     return 0
 

@@ -116,8 +116,8 @@ def run_train(args, config: Config) -> int:
 
 
 def run_evaluate(args, config: Config) -> int:
-    from ..evaluate import (TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report, mixture_sexes,
-                            mixture_windows, throughput)
+    from ..evaluate import (TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report, mixture_set,
+                            throughput)
     from .counter import load_counter
 
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
@@ -131,10 +131,9 @@ def run_evaluate(args, config: Config) -> int:
     else:
         for set_name, kwargs in TEST_SETS.items():
             log.info("scoring %s on %d test mixtures", set_name, args.length)
-            windows, counts = mixture_windows(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
+            windows, counts, sexes = mixture_set(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
             results[set_name] = evaluate_windows(counter, windows, counts)
             if counter.has_sex_head:
-                sexes = mixture_sexes(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
                 results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
     print(format_report(counter.name, results, counter.classes))
     speed = throughput(counter, windows)

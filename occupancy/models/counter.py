@@ -112,39 +112,44 @@ class Counter:
             raise ValueError(f"expected windows of shape [B, {WINDOW}], got {list(windows.shape)}")
         return torch.from_numpy(np.ascontiguousarray(windows))
 
-    def count_probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """The count network alone (no VAD gate): softmax [B, classes]."""
+    def _network(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One forward pass: count softmax [B, classes] and, for a sex-head model, the women/men
+        softmax [B, 2, max_speakers + 1] (else None)."""
         x = self._check(windows)
-        out = []
+        counts, sexes = [], []
         with torch.inference_mode():
             for batch in torch.split(x, self.batch_size):
-                logits = self.model(batch.to(self.device))
-                logits = logits[0] if isinstance(logits, tuple) else logits
-                out.append(torch.softmax(logits.float(), dim=1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
+                out = self.model(batch.to(self.device))
+                logits, sex = out if isinstance(out, tuple) else (out, None)
+                counts.append(torch.softmax(logits.float(), dim=1).cpu())
+                if sex is not None:
+                    sexes.append(torch.softmax(sex.float(), dim=2).cpu())
+        if not counts:
+            return np.zeros((0, len(self.classes)), np.float32), None
+        return torch.cat(counts).numpy(), (torch.cat(sexes).numpy() if sexes else None)
+
+    def count_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """The count network alone (no VAD gate): softmax [B, classes]."""
+        return self._network(windows)[0]
 
     @property
     def has_sex_head(self) -> bool:
         return bool(self.metadata.get("sex_head"))
 
     def sex_composition(self, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """[B, 2] numbers of women and men that add up to each window's count (an int array [B]).
+        """[B, 2] numbers of women and men that add up to the given counts (an int array [B])."""
+        return _split_counts(self._sex_probabilities(self._network(windows)[1]), counts)
 
-        The two heads are read jointly: of the splits of the count into women + men, the one whose
-        two probabilities multiply to the most. So the composition never contradicts the count.
-        """
-        if not self.has_sex_head:
+    def predict_with_sex(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`predict`'s probabilities and, from the same forward pass, [B, 2] women and men per window."""
+        probs, sex = self._network(windows)
+        probs = self._gate(probs, windows)
+        return probs, _split_counts(self._sex_probabilities(sex), probs.argmax(axis=1))
+
+    def _sex_probabilities(self, sex: np.ndarray | None) -> np.ndarray:
+        if sex is None:
             raise ModelError(f"{self.path}: this model has no sex-composition head (train one with --sex-head)")
-        x = self._check(windows)
-        with torch.inference_mode():
-            sex = torch.cat([self.model(b.to(self.device))[1].float().softmax(dim=2).cpu()
-                             for b in torch.split(x, self.batch_size)]).numpy()
-        out = np.zeros((len(counts), 2), dtype=np.int64)
-        for i, count in enumerate(np.asarray(counts)):
-            women = np.arange(count + 1)
-            best = int(np.argmax(sex[i, 0, women] * sex[i, 1, count - women]))
-            out[i] = (best, count - best)
-        return out
+        return sex
 
     def speech_probability(self, windows: np.ndarray) -> np.ndarray:
         """The VAD stage alone: each window's highest 32-ms speech probability [B]."""
@@ -156,12 +161,15 @@ class Counter:
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0.
+        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0."""
+        return self._gate(self.count_probabilities(windows), windows)
+
+    def _gate(self, probs: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """The VAD gate over the network's probabilities.
 
         The gate can only turn a count into 0, so it is asked only about the windows the network
         hears voices in (silero costs as much as the network): same counts, less work in a quiet room.
         """
-        probs = self.count_probabilities(windows)
         if self.gate is not None and len(probs):
             voiced = np.flatnonzero(probs.argmax(axis=1) > 0)
             if len(voiced):
@@ -170,6 +178,18 @@ class Counter:
                 probs[silent] = 0.0
                 probs[silent, 0] = 1.0
         return probs.astype(np.float32)
+
+
+def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Women and men [B, 2] for each count, reading the two heads jointly: of the splits of the count
+    into women + men, the one whose two probabilities multiply to the most, so the composition never
+    contradicts the count."""
+    out = np.zeros((len(counts), 2), dtype=np.int64)
+    for i, count in enumerate(np.asarray(counts)):
+        women = np.arange(count + 1)
+        best = int(np.argmax(sex[i, 0, women] * sex[i, 1, count - women]))
+        out[i] = (best, count - best)
+    return out
 
 
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
