@@ -178,14 +178,3 @@ def test_vad_lets_real_speech_through(saved, shared_data):
     assert (counter.speech_probability(speech) >= 0.5).all()
     assert np.allclose(counter.predict(speech), counter.count_probabilities(speech))
 
-
-def test_vad_scores_the_same_one_window_at_a_time_and_in_batches(saved):
-    """Small batches go to silero's ONNX build, large ones to its TorchScript build: same scores."""
-    _, path = saved
-    counter = load_counter(path, device="cpu", vad=True)
-    audio = read_audio(SAMPLE_AUDIO)
-    windows = audio[: 40 * 16000].reshape(40, 16000)  # >= SpeechGate.ONNX_BELOW: one TorchScript batch
-    batched = counter.speech_probability(windows)
-    alone = np.concatenate([counter.speech_probability(w[None]) for w in windows])  # ONNX, one by one
-    assert np.allclose(batched, alone, atol=1e-4)
-    assert (batched >= 0.5).any() and (batched < 0.5).any()  # the sample holds speech and pauses

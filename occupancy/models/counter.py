@@ -56,14 +56,10 @@ def pick_device(device: str = "auto") -> torch.device:
 class SpeechGate:
     """silero-vad over batches of 1-s windows: one speech probability per window (max over frames).
 
-    silero-vad's wheel ships the same network twice, and each wins somewhere (measured on 2 cores):
-    its ONNX build (onnxruntime) scores one window in 2.6 ms against 6.7 ms for its TorchScript build,
-    which is faster from batches of about 32 up (1,200 against 1,030 windows/s, 2,100 at 90). The
-    live monitor sends one window at a time, classify and replay send batches: each gets the faster one.
-    Their scores agree to 1e-6.
+    Its TorchScript build, not its ONNX one: the ONNX build scores a single window 2.6x faster, but
+    onnxruntime stores a telemetry device id in the user's home at import (and warns on stderr when
+    it cannot), which a monitor that is quiet about its venue should not do.
     """
-
-    ONNX_BELOW = 32  # batch size from which TorchScript is faster
 
     def __init__(self):
         threads = torch.get_num_threads()
@@ -72,17 +68,15 @@ class SpeechGate:
         torch.set_num_threads(threads)
         with warnings.catch_warnings():  # silero-vad's deprecation notices are not the user's concern
             warnings.simplefilter("ignore")
-            self.batched = load_silero_vad()
-            self.single = load_silero_vad(onnx=True)
+            self.model = load_silero_vad()
 
     def speech_probability(self, windows: torch.Tensor) -> torch.Tensor:
         rms = windows.pow(2).mean(dim=1, keepdim=True).sqrt()
         gain = (VAD_LEVEL / rms.clamp_min(1e-12)).clamp_max(VAD_MAX_GAIN)
         windows = (windows * gain).clamp(-1.0, 1.0)
-        model = self.single if len(windows) < self.ONNX_BELOW else self.batched
-        model.reset_states()
+        self.model.reset_states()
         frames = windows.shape[1] // VAD_FRAME
-        scores = [model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000) for i in range(frames)]
+        scores = [self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000) for i in range(frames)]
         return torch.cat(scores, dim=1).amax(dim=1)
 
 
