@@ -52,12 +52,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from .models import load_counter, sex_model_path
+    from .models import load_counter
 
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None)
-    if args.sex and config.model.path is None:
-        config = override(config, "model", path=str(sex_model_path()))
     files = find_audio_files(args.paths)
     counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
     failures = 0
@@ -67,7 +65,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             for batch in batched(windows, config.model.batch_size):
                 counter = counter or load_counter(
                     config.model.path, device=config.model.device, vad=config.model.vad,
-                    vad_threshold=config.model.vad_threshold, threads=config.model.threads,
+                    vad_threshold=config.model.vad_threshold, threads=config.model.threads, sex=args.sex,
                 )
                 samples = np.stack([w.samples for w in batch])
                 if args.sex:

@@ -156,10 +156,10 @@ def _load_counter(config: Config):
     from .models import load_counter, sex_model_path
 
     model = config.model
-    path = model.path if model.path or not model.sex else sex_model_path()
     threads = model.threads or max(1, (os.cpu_count() or 2) - 1)
     counter = load_counter(
-        path=path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads
+        path=model.path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads,
+        sex=model.sex,
     )
     if model.sex and not counter.has_sex_head:
         raise ModelError(f"{counter.path}: model.sex needs a model with a sex-composition head "

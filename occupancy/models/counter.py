@@ -130,20 +130,13 @@ class Counter:
     def has_sex_head(self) -> bool:
         return bool(self.metadata.get("sex_head"))
 
-    def sex_composition(self, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """[B, 2] numbers of women and men that add up to the given counts (an int array [B])."""
-        return _split_counts(self._sex_probabilities(self._network(windows)[1]), counts)
-
     def predict_with_sex(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`predict`'s probabilities and, from the same forward pass, [B, 2] women and men per window."""
         probs, sex = self._network(windows)
-        probs = self._gate(probs, windows)
-        return probs, _split_counts(self._sex_probabilities(sex), probs.argmax(axis=1))
-
-    def _sex_probabilities(self, sex: np.ndarray | None) -> np.ndarray:
         if sex is None:
             raise ModelError(f"{self.path}: this model has no sex-composition head (train one with --sex-head)")
-        return sex
+        probs = self._gate(probs, windows)
+        return probs, _split_counts(sex, probs.argmax(axis=1))
 
     def speech_probability(self, windows: np.ndarray) -> np.ndarray:
         """The VAD stage alone: each window's highest 32-ms speech probability [B]."""
@@ -187,11 +180,14 @@ def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
-                 vad_threshold: float = 0.5, threads: int = 0) -> Counter:
-    """Load a model file (default: models/counter.safetensors) as a Counter; `threads` 0 keeps torch's."""
+                 vad_threshold: float = 0.5, threads: int = 0, sex: bool = False) -> Counter:
+    """Load a model file as a Counter; `threads` 0 keeps torch's.
+
+    Without a path: models/counter.safetensors, or with `sex` the shipped sex-composition model.
+    """
     if threads > 0:
         torch.set_num_threads(threads)
-    weights = Path(path) if path is not None else default_model_path()
+    weights = Path(path) if path is not None else sex_model_path() if sex else default_model_path()
     if path is None and not weights.is_file():
         raise ModelError(
             "no trained model is installed (expected models/counter.safetensors); train one with `occupancy train`"
