@@ -209,7 +209,7 @@ def torch_threads(n: int):
 
 def sample_windows(n: int) -> np.ndarray:
     """Up to `n` 1-s windows of real speech and silence: the bundled sample's, starting at its first
-    speech, so the single-window figures (windows[:1]) include the voice-activity stage."""
+    speech (the one-window warm-up then runs the voice-activity stage too)."""
     audio = read_audio(SAMPLE_AUDIO)
     windows = audio[: len(audio) // 16000 * 16000].reshape(-1, 16000)
     first_speech = next(second for second, count in enumerate(load_truth()) if count > 0)
@@ -219,13 +219,14 @@ def sample_windows(n: int) -> np.ndarray:
 def speed(predict, windows: np.ndarray, seconds: float, batched_threads: int) -> dict:
     """Windows/s one at a time (with its latency percentiles) and in batches of len(windows).
 
-    One at a time is the live monitor's case, so it runs with the monitor's threads; batches are
+    One at a time is the live monitor's case, so it runs with the monitor's threads, over every
+    window in turn (speech, silence, and speech the gate must listen to longer); batches are
     classify's and replay's, with `batched_threads`. Per CPU-second too: on a shared machine that is
     what the figure would be with a core to itself.
     """
-    single, _ = _timed(predict, windows[:1], seconds)
+    single, _ = _timed(predict, [w[None] for w in windows], seconds)
     with torch_threads(batched_threads):
-        batched, cpu = _timed(predict, windows, seconds)
+        batched, cpu = _timed(predict, [windows], seconds)
     ms = np.array(single) * 1000
     done = len(windows) * len(batched)
     return {
@@ -238,15 +239,16 @@ def speed(predict, windows: np.ndarray, seconds: float, batched_threads: int) ->
     }
 
 
-def _timed(predict, windows: np.ndarray, seconds: float) -> tuple[list[float], float]:
-    """Wall durations of repeated calls for about `seconds` (after an untimed warm-up) and their CPU time."""
-    predict(windows)
+def _timed(predict, calls: list[np.ndarray], seconds: float) -> tuple[list[float], float]:
+    """Wall durations of `predict` on each of `calls` in turn, round and round for about `seconds`
+    (after an untimed warm-up), and their CPU time."""
+    predict(calls[0])
     times: list[float] = []
     cpu = time.process_time()
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(times) < 3:
         started = time.perf_counter()
-        predict(windows)
+        predict(calls[len(times) % len(calls)])
         times.append(time.perf_counter() - started)
     return times, time.process_time() - cpu
 

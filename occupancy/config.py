@@ -47,7 +47,7 @@ class ModelConfig:
     vad: bool = _opt(True)
     vad_threshold: float = _opt(0.5, low=0.0, high=1.0)
     sex: bool = _opt(False)
-    batch_size: int = _opt(64, low=1, high=4096)
+    batch_size: int = _opt(256, low=1, high=4096)
     threads: int = _opt(0, low=0, high=256)
 
 

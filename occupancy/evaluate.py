@@ -137,9 +137,10 @@ def evaluate_sex(counter: Counter, windows: np.ndarray, counts: np.ndarray, sexe
     }
 
 
-def throughput(counter: Counter, windows: np.ndarray, seconds: float = 3.0) -> dict:
-    """Windows per second, batched, for the network alone and for the whole counter (VAD included)."""
-    windows = windows[: counter.batch_size]
+def throughput(counter: Counter, windows: np.ndarray, batch: int, seconds: float = 3.0) -> dict:
+    """Windows per second in calls of `batch` windows (classify's), for the network alone and for the
+    whole counter (VAD included)."""
+    windows = windows[:batch]
     rates = {}
     stages = {"network": counter.count_probabilities, "counter": counter.predict}
     for stage, fn in stages.items():

@@ -178,3 +178,56 @@ def test_vad_lets_real_speech_through(saved, shared_data):
     assert (counter.speech_probability(speech) >= 0.5).all()
     assert np.allclose(counter.predict(speech), counter.count_probabilities(speech))
 
+
+
+class _FrameCounter:
+    """Wraps silero-vad's model, counting the 32-ms frames it is asked to score."""
+
+    def __init__(self, model):
+        self.model, self.frames = model, 0
+
+    def __call__(self, x, sample_rate):
+        self.frames += 1
+        return self.model(x, sample_rate)
+
+    def reset_states(self):
+        self.model.reset_states()
+
+
+def test_gate_stops_listening_once_it_has_heard_speech(saved):
+    """On the bundled recording, stopping at the threshold gives every window the same verdict as
+    scoring all 31 frames, and a speech window needs far fewer frames."""
+    _, path = saved
+    counter = load_counter(path, device="cpu", vad=True)
+    windows = read_audio(SAMPLE_AUDIO)[: 90 * 16000].reshape(90, 16000)
+    full = counter.speech_probability(windows)
+    assert 0 < (full >= 0.5).sum() < len(windows)  # the recording has both speech and silence
+    early = np.concatenate([counter.speech_probability(w[None], enough=0.5) for w in windows])
+    assert np.array_equal(early >= 0.5, full >= 0.5)
+    speech = windows[int(np.argmax(full))][None]
+    counter.gate.model = spy = _FrameCounter(counter.gate.model)
+    counter.speech_probability(speech, enough=0.5)
+    assert spy.frames < 31
+    spy.frames = 0
+    counter.speech_probability(speech)
+    assert spy.frames == 31
+
+
+def test_network_batches_give_the_same_counts_as_single_windows(real_windows):
+    """The network takes windows 64 at a time; 130 windows (three batches) match one-by-one results."""
+    counter = load_counter(vad=False, device="cpu")
+    windows = np.concatenate([real_windows] * 13)
+    together = counter.count_probabilities(windows)
+    alone = np.concatenate([counter.count_probabilities(w[None]) for w in windows[:64:7]])
+    assert counter.batch_size == 64 and together.shape == (130, 4)
+    assert np.allclose(together[:64:7], alone, atol=1e-4)
+    assert np.allclose(together[:10], together[120:], atol=1e-5)
+
+
+def test_freed_memory_is_kept_where_the_c_library_is_glibc():
+    import platform
+
+    from occupancy.models.counter import keep_freed_memory
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc

@@ -16,6 +16,7 @@ a VAD gate fixes that (see the issue's figures) while letting the network decide
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import warnings
@@ -56,10 +57,16 @@ def pick_device(device: str = "auto") -> torch.device:
 class SpeechGate:
     """silero-vad over batches of 1-s windows: one speech probability per window (max over frames).
 
+    It takes windows `BATCH` at a time: its 31 frames are 31 sequential steps, each cheaper per
+    window in a bigger batch (measured on 2 CPU cores: 3,300 windows/s in batches of 256, 2,400/s in
+    batches of 64).
+
     Its TorchScript build, not its ONNX one: the ONNX build scores a single window 2.6x faster, but
     onnxruntime stores a telemetry device id in the user's home at import (and warns on stderr when
     it cannot), which a monitor that is quiet about its venue should not do.
     """
+
+    BATCH = 256
 
     def __init__(self):
         threads = torch.get_num_threads()
@@ -70,21 +77,35 @@ class SpeechGate:
             warnings.simplefilter("ignore")
             self.model = load_silero_vad()
 
-    def speech_probability(self, windows: torch.Tensor) -> torch.Tensor:
+    def speech_probability(self, windows: torch.Tensor, enough: float | None = None) -> torch.Tensor:
+        """Each window's highest frame score [B].
+
+        With `enough`, scoring stops as soon as every window has a frame scoring at least that (each
+        window's figure is then its highest so far): whether a window reaches `enough` is unchanged,
+        and speech usually does within its first frames, so the gate rarely needs all 31.
+        """
         rms = windows.pow(2).mean(dim=1, keepdim=True).sqrt()
         gain = (VAD_LEVEL / rms.clamp_min(1e-12)).clamp_max(VAD_MAX_GAIN)
         windows = (windows * gain).clamp(-1.0, 1.0)
         self.model.reset_states()
-        frames = windows.shape[1] // VAD_FRAME
-        scores = [self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000) for i in range(frames)]
-        return torch.cat(scores, dim=1).amax(dim=1)
+        best = torch.zeros(len(windows))
+        for i in range(windows.shape[1] // VAD_FRAME):
+            best = torch.maximum(best, self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000)[:, 0])
+            if enough is not None and bool((best >= enough).all()):
+                break
+        return best
 
 
 class Counter:
-    """A loaded model ready to count: `predict(windows [B, 16000]) -> probabilities [B, classes]`."""
+    """A loaded model ready to count: `predict(windows [B, 16000]) -> probabilities [B, classes]`.
+
+    Any number of windows per call; the network takes them `batch_size` at a time. 64 is among the
+    fastest on CPU (measured on 2 cores: 2,950 windows/s, against 2,200/s in batches of 256, whose
+    spectrogram-sized intermediates no longer fit the caches).
+    """
 
     def __init__(self, model, metadata: dict, path: Path, device: torch.device,
-                 gate: SpeechGate | None, vad_threshold: float, batch_size: int = 256):
+                 gate: SpeechGate | None, vad_threshold: float, batch_size: int = 64):
         self.model = model.to(device).eval()
         self.metadata = metadata
         self.path = Path(path)
@@ -138,13 +159,14 @@ class Counter:
         probs = self._gate(probs, windows)
         return probs, _split_counts(sex, probs.argmax(axis=1))
 
-    def speech_probability(self, windows: np.ndarray) -> np.ndarray:
-        """The VAD stage alone: each window's highest 32-ms speech probability [B]."""
+    def speech_probability(self, windows: np.ndarray, enough: float | None = None) -> np.ndarray:
+        """The VAD stage alone: each window's highest 32-ms speech probability [B] (see SpeechGate's
+        for `enough`)."""
         if self.gate is None:
             raise RuntimeError("this counter was loaded with vad=False")
         x = self._check(windows)
         with torch.inference_mode(), self._lock:
-            out = [self.gate.speech_probability(b) for b in torch.split(x, self.batch_size)]
+            out = [self.gate.speech_probability(b, enough) for b in torch.split(x, self.gate.BATCH)]
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
@@ -160,7 +182,7 @@ class Counter:
         if self.gate is not None and len(probs):
             voiced = np.flatnonzero(probs.argmax(axis=1) > 0)
             if len(voiced):
-                speech = self.speech_probability(np.asarray(windows, dtype=np.float32)[voiced])
+                speech = self.speech_probability(np.asarray(windows, dtype=np.float32)[voiced], self.vad_threshold)
                 silent = voiced[speech < self.vad_threshold]
                 probs[silent] = 0.0
                 probs[silent, 0] = 1.0
@@ -179,6 +201,24 @@ def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return out
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc keep blocks up to 32 MB in the process heap instead of mapping and unmapping each.
+
+    Why: by default every block above 128 kB (a batch's spectrogram, activations) is a fresh mmap,
+    returned to the kernel when freed, so each batch pays page faults on memory it just had. Measured
+    on 2 cores: the count network 1,850 -> 2,900 windows/s, the whole counter 1,160 -> 1,600 windows/s.
+    Freed memory is returned once 256 MB of it is idle. Returns False (and changes nothing) where the
+    C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+
+
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
                  vad_threshold: float = 0.5, threads: int = 0, sex: bool = False) -> Counter:
     """Load a model file as a Counter; `threads` 0 keeps torch's.
@@ -187,6 +227,7 @@ def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool
     """
     if threads > 0:
         torch.set_num_threads(threads)
+    keep_freed_memory()
     weights = Path(path) if path is not None else sex_model_path() if sex else default_model_path()
     if path is None and not weights.is_file():
         raise ModelError(
