@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from .config import Config
 from .errors import OccupancyError
-from .models.architectures import build_model, count_parameters
-from .models.counter import pick_device
-from .models.io import save_model
+from .models.architectures import LogMel, build_model, count_parameters
+from .models.counter import keep_freed_memory, pick_device
+from .models.io import load_model, save_model
+from .models.widen import widen_melconv
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class TrainSettings:
     max_minutes: float = 0.0  # stop after the epoch that passes this ("time": at this minute); 0: no limit
     seed: int = 0
     workers: int = 1
+    init: str = ""  # model file to start from (same network, or a narrower melconv to widen); "": random
 
 
 PRESETS = {
@@ -187,6 +189,7 @@ def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: st
         out.mkdir(parents=True, exist_ok=True)
     if threads > 0:
         torch.set_num_threads(threads)
+    keep_freed_memory()  # 7-14 % more examples per second on CPU
     dev = pick_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -205,7 +208,10 @@ def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: st
     val_loader = DataLoader(val, batch_size=128, shuffle=False, **loader_kw)
 
     model = build_model(s.arch, n_classes=s.max_speakers + 1, sex_head=s.sex_head,
-                        max_speakers=s.max_speakers, **s.arch_kwargs).to(dev)
+                        max_speakers=s.max_speakers, **s.arch_kwargs)
+    if s.init and not resume:
+        _start_from(model, s.init, s.seed)
+    model = model.to(dev)
     plain = model
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -293,6 +299,24 @@ def train(config: Config, settings: TrainSettings, out_dir: str | Path, name: st
         if stop:
             break
     return best_path
+
+
+def _start_from(model: nn.Module, path: str, seed: int) -> None:
+    """Load a trained model's weights into `model`: as they are when the networks match, or widened
+    (widen_melconv) when `model` is a wider melconv than the trained one."""
+    trained, meta = load_model(path)
+    if {k: v.shape for k, v in trained.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}:
+        model.load_state_dict(trained.state_dict())
+        how = "same network"
+    elif meta["architecture"] == "melconv" and isinstance(model.body[0], LogMel):
+        try:
+            widen_melconv(trained, model, seed)
+        except (ValueError, IndexError, RuntimeError) as exc:
+            raise OccupancyError(f"--init {path}: cannot widen it into this network ({exc})") from None
+        how = "widened"
+    else:
+        raise OccupancyError(f"--init {path}: its {meta['architecture']} network has other layers than this one")
+    log.info("starting from %s (%s)", path, how)
 
 
 class _Clock:

@@ -142,3 +142,26 @@ def test_evaluate_with_a_missing_model_is_a_one_line_error(tmp_path, capsys):
     code = main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)])
     assert code == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_training_can_start_from_a_narrower_trained_melconv(config, config_file, tmp_path, caplog, capsys):
+    """--init widens a trained melconv into a wider one and trains on; the recipe names the start."""
+    small = dict(arch="melconv", arch_kwargs={"width": 8, "dilations": [1, 2]})
+    narrow = train(config, TrainSettings(**{**TINY, **small}), tmp_path / "narrow", "narrow", threads=2)
+    caplog.set_level("INFO", logger="occupancy.train")
+    wide = train(config, TrainSettings(**{**TINY, **small, "arch_kwargs": {"width": 12, "dilations": [1, 2]},
+                                          "init": str(narrow)}), tmp_path / "wide", "wide", threads=2)
+    assert "widened" in caplog.text
+    model, meta = load_model(wide)
+    assert model.head.in_features == 24 and meta["recipe"]["init"] == str(narrow)
+    # an M3 cannot start a melconv: one line, exit 2, nothing trained
+    code = main(["--config", str(config_file), "train", "--model", "melconv", "--init", str(narrow.parent.parent /
+                 "m3" / "m3.safetensors"), "--out", str(tmp_path / "x"), "--epochs", "1"])
+    assert code == 2 and "model file not found" in capsys.readouterr().err
+    m3 = train(config, TrainSettings(**TINY), tmp_path / "m3", "m3", threads=2)
+    capsys.readouterr()
+    code = main(["--config", str(config_file), "train", "--model", "melconv", "--init", str(m3),
+                 "--out", str(tmp_path / "y"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--init" in err and "other layers" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "y" / "melconv.safetensors").exists()

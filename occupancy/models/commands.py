@@ -37,6 +37,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--install", action="store_true", help="copy the best model into models/<name>.safetensors at the end")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
     p.add_argument("--arch-kwargs", metavar="JSON", help='architecture options, e.g. \'{"width": 96}\'')
+    p.add_argument("--init", metavar="PATH", help="start from this model's weights: the same network (fine-tuning), "
+                                                  "or a narrower melconv, widened to --arch-kwargs' width")
     for flag, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float),
                        ("train_length", int), ("val_length", int), ("reverb_share", float), ("seed_share", float),
                        ("label_smoothing", float), ("patience", int), ("max_minutes", float), ("seed", int),
@@ -136,7 +138,7 @@ def run_evaluate(args, config: Config) -> int:
             if counter.has_sex_head:
                 results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
     print(format_report(counter.name, results, counter.classes))
-    speed = throughput(counter, windows)
+    speed = throughput(counter, windows, config.model.batch_size)
     print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
           f"windows/s, whole counter {speed['counter']:.0f} windows/s")
     report = {"model": counter.name, "vad": counter.vad, "seed": args.seed, "results": results, "throughput": speed}
