@@ -2,6 +2,8 @@
 
 Each subcommand lives beside the code it drives, in a module exposing
 `add_command(subparsers)`; the parser it adds sets `handler(args, config) -> exit code`.
+Only the module of the subcommand named on the command line is imported (all of them for
+`occupancy --help` or an unknown name): most pull in PyTorch, seconds that `report` does not need.
 User mistakes (OccupancyError) end as one line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -16,16 +18,20 @@ from . import __version__
 from .config import load_config
 from .errors import OccupancyError
 
-# Subcommand modules, in the order `occupancy --help` lists them.
-COMMAND_MODULES = [
-    "occupancy.classify",
-    "occupancy.data.commands",
-    "occupancy.models.commands",
-    "occupancy.engine_commands",
-    "occupancy.report",
-    "occupancy.bench",
-    "occupancy.export",
-]
+# Every subcommand and the module that adds it, in the order `occupancy --help` lists them.
+COMMANDS = {
+    "classify": "occupancy.classify",
+    "dataset": "occupancy.data.commands",
+    "train": "occupancy.models.commands",
+    "evaluate": "occupancy.models.commands",
+    "devices": "occupancy.engine_commands",
+    "replay": "occupancy.engine_commands",
+    "monitor": "occupancy.engine_commands",
+    "report": "occupancy.report",
+    "bench": "occupancy.bench",
+    "export": "occupancy.export",
+}
+COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -44,24 +50,42 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="occupancy",
-        description="Count how many people speak at once in a room, live, and log hourly traffic.",
-    )
+def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"occupancy {__version__}")
     parser.add_argument(
         "--config", metavar="PATH", help="settings file (default: $OCCUPANCY_CONFIG, else ./config.yaml)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The subcommand argv names, read past the global options as the real parser reads them; None
+    when there is none or argv is malformed (the full parser then says what is wrong)."""
+    pre = argparse.ArgumentParser(prog="occupancy", add_help=False, exit_on_error=False)
+    add_global_options(pre)
+    pre.add_argument("command", nargs="?")
+    try:
+        return pre.parse_known_args(argv)[0].command
+    except argparse.ArgumentError:
+        return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s module only, when it is a known subcommand; else with every module."""
+    parser = argparse.ArgumentParser(
+        prog="occupancy",
+        description="Count how many people speak at once in a room, live, and log hourly traffic.",
+    )
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(named_command(argv))
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:

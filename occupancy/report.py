@@ -23,6 +23,11 @@ Measures of a period (an hour, a weekday-hour such as "Tue 18:00" over all Tuesd
   share_1plus, share_2plus, share_3plus   share of monitored time with at least 1, 2, 3 speakers
   low_coverage     fewer than `min_coverage` monitored minutes per hour with data: such a period is
                    flagged and kept out of the busiest/quietest lists, so a gap is not a quiet hour
+Only when some window in the range carries the optional women/men estimate (`model.sex`):
+  mean_women, mean_men  women and men speaking at once, averaged over the monitored time with an
+                   estimate: mean_count's unit, so they add up to it where all of the period has one
+                   (None: no estimate in the period)
+  sex_minutes      monitored minutes with an estimate (json and csv only)
 
 Capacity alerts (when `monitor.capacity_limit` or --capacity-limit is above 0): stretches when the
 smoothed count (events.smoothed) stayed above the limit for at least --alert-seconds (default 60);
@@ -31,13 +36,15 @@ so a limit at or above it never fires. Events deleted by retention have no alert
 
 Output: `table` (default) and `markdown` print every section (periods, busiest and quietest
 well-covered periods, weekdays, capacity alerts, longest gaps); `json` holds them all with full
-timestamps; `csv` holds only the period table (one CSV is one table). `--plot FILE.png` also writes
-one 1200x900 PNG: a weekday x hour heatmap of the mean (grey: not monitored, hatched: low coverage)
-above a daily line chart (each day's mean and its busiest well-covered hour).
+timestamps; `csv` holds only the period table (one CSV is one table). The women/men columns and
+keys appear only when the range has estimates, so a log without them reports as it always did.
+`--plot FILE.png` also writes one 1200x900 PNG: a weekday x hour heatmap of the mean (grey: not
+monitored, hatched: low coverage) above a daily line chart (each day's mean and its busiest
+well-covered hour).
 
 For the dashboard: `hourly_table(db_path, since=None, until=None, *, utc=False)` returns one dict
-per local hour, oldest first, with the keys PERIOD_KEYS (floats unrounded); `build_report()` returns
-everything the command prints as a Report.
+per local hour, oldest first, with the keys PERIOD_KEYS and SEX_KEYS (floats unrounded);
+`build_report()` returns everything the command prints as a Report.
 
 Exit codes: 0 report printed; 1 nothing logged in the range (one line on stderr, nothing on stdout);
 2 missing file, not an occupancy log, or unreadable (one line on stderr).
@@ -70,6 +77,7 @@ PERIOD_KEYS = (
     "period", "weekday", "hours", "minutes_covered", "mean_count", "peak_count",
     "speech_minutes", "share_1plus", "share_2plus", "share_3plus", "low_coverage",
 )
+SEX_KEYS = ("mean_women", "mean_men", "sex_minutes")  # shown only where the range has estimates
 BY_CHOICES = ("hour", "weekday-hour", "day")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DEFAULT_MIN_COVERAGE = 15.0  # minutes per hour: an hour with 5 minutes of data is flagged, not called quiet
@@ -165,6 +173,7 @@ def summarize(label: str, hours: list[Hour], min_coverage: float) -> dict:
         return sum(r[column] for r in rows) / seconds
 
     weekdays = {WEEKDAYS[h.local.weekday()] for h in hours}
+    estimated = sum(r["sex_estimated_seconds"] for r in rows)
     return {
         "period": label,
         "weekday": weekdays.pop() if len(weekdays) == 1 else "",
@@ -177,6 +186,9 @@ def summarize(label: str, hours: list[Hour], min_coverage: float) -> dict:
         "share_2plus": share("seconds_2plus"),
         "share_3plus": share("seconds_3plus"),
         "low_coverage": seconds / 60 < min_coverage * len(rows),
+        "mean_women": sum(r["women_seconds"] for r in rows) / estimated if estimated else None,
+        "mean_men": sum(r["men_seconds"] for r in rows) / estimated if estimated else None,
+        "sex_minutes": estimated / 60,
     }
 
 
@@ -188,7 +200,7 @@ def hourly_table(
     db_path: str | Path, since: datetime | None = None, until: datetime | None = None, *,
     utc: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> list[dict]:
-    """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS: the dashboard's table."""
+    """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS + SEX_KEYS: the dashboard's table."""
     since, until = (in_zone(t, utc) if t else None for t in (since, until))
     db = open_log(db_path)
     if db is None:
@@ -299,6 +311,11 @@ class Report:
     weekdays: list[dict]
     alerts: list[dict]
     gaps: list[dict]
+    sex: bool  # some window in the range has a women/men estimate: only then are SEX_KEYS shown
+
+    def shown(self, row: dict) -> dict:
+        """The row as the output shows it: without SEX_KEYS when the range has no estimates."""
+        return row if self.sex else {k: v for k, v in row.items() if k not in SEX_KEYS}
 
 
 def build_report(
@@ -327,7 +344,7 @@ def build_report(
         first=since or hours[0].local, last=until or in_zone(hours[-1].local + _HOUR, utc),
         min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, hours=hours, periods=table,
         busiest=ranked[::-1][:top], quietest=ranked[:top], weekdays=weekday_comparison(hours, min_coverage),
-        alerts=alerts, gaps=gaps(hours, since, until, utc),
+        alerts=alerts, gaps=gaps(hours, since, until, utc), sex=any(h.row["sex_estimated_seconds"] for h in hours),
     )
 
 
@@ -372,17 +389,26 @@ def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[s
     """The report as titled tables of text cells, shared by the table and markdown formats."""
     what = {"hour": "hours", "weekday-hour": "weekday hours", "day": "days"}[report.by]
     low = f"under {report.min_coverage:g} monitored min per hour"
+    sex_headers = ["Women", "Men"] if report.sex else []
+    period_headers = _PERIOD_HEADERS + sex_headers
+
+    def sex_cells(p: dict) -> list[str]:
+        return ["-" if p[k] is None else f"{p[k]:.2f}" for k in ("mean_women", "mean_men")] if report.sex else []
+
+    def period_rows(rows: list[dict]) -> list[list[str]]:
+        return [_period_cells(p) + sex_cells(p) for p in rows]
+
     result = [
-        (f"Traffic by {report.by} (LOW coverage: {low})", _PERIOD_HEADERS, [_period_cells(p) for p in report.periods]),
-        (f"Busiest {what} (top {top}, well covered)", _PERIOD_HEADERS, [_period_cells(p) for p in report.busiest]),
-        (f"Quietest open {what} (well covered)", _PERIOD_HEADERS, [_period_cells(p) for p in report.quietest]),
+        (f"Traffic by {report.by} (LOW coverage: {low})", period_headers, period_rows(report.periods)),
+        (f"Busiest {what} (top {top}, well covered)", period_headers, period_rows(report.busiest)),
+        (f"Quietest open {what} (well covered)", period_headers, period_rows(report.quietest)),
         (
             "Weekdays",
-            ["Day", "Days", "Covered", "Mean", "Peak", "Speech min/day", ">=1", ">=2", ">=3", "Busiest hour"],
+            ["Day", "Days", "Covered", "Mean", "Peak", "Speech min/day", ">=1", ">=2", ">=3", "Busiest hour", *sex_headers],
             [
                 [w["period"], str(w["days"]), _span(w["minutes_covered"]), f"{w['mean_count']:.2f}",
                  str(w["peak_count"]), f"{w['speech_minutes_per_day']:.1f}", _percent(w["share_1plus"]),
-                 _percent(w["share_2plus"]), _percent(w["share_3plus"]), w["busiest_hour"] or "-"]
+                 _percent(w["share_2plus"]), _percent(w["share_3plus"]), w["busiest_hour"] or "-", *sex_cells(w)]
                 for w in report.weekdays
             ],
         ),
@@ -406,13 +432,21 @@ def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[s
 
 def _heading(report: Report) -> list[str]:
     covered = sum(h.row["seconds"] for h in report.hours) / 60
-    return [
+    lines = [
         f"Traffic report: {report.venue}" if report.venue else "Traffic report",
         f"{_when(report.first)} to {_when(report.last)}, {report.zone}; log hours with data: {len(report.hours)}, "
         f"{_span(covered)} monitored; database {report.database}",
         "Mean: people speaking at once, averaged over monitored time; >=1/>=2/>=3: share of monitored time "
         "with at least that many speakers; Peak: most in one window.",
     ]
+    if report.sex:
+        estimated = sum(h.row["sex_estimated_seconds"] for h in report.hours) / 60
+        lines.append(
+            f"Women/Men: women and men speaking at once, estimated (model.sex, a rough guess) and averaged over the "
+            f"{_span(estimated)} with an estimate, so they add up to Mean where all of a period has one; "
+            "-: none in that period."
+        )
+    return lines
 
 
 def render_text(report: Report, top: int) -> str:
@@ -447,11 +481,11 @@ def _rounded(row: dict) -> dict:
 
 
 def render_csv(report: Report, top: int) -> str:
-    """The period table only (one CSV is one table), columns PERIOD_KEYS."""
+    """The period table only (one CSV is one table), columns PERIOD_KEYS (and SEX_KEYS with estimates)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=PERIOD_KEYS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=PERIOD_KEYS + (SEX_KEYS if report.sex else ()), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_rounded(p) for p in report.periods)
+    writer.writerows(_rounded(report.shown(p)) for p in report.periods)
     return out.getvalue()
 
 
@@ -469,10 +503,10 @@ def render_json(report: Report, top: int) -> str:
         "min_coverage_minutes": report.min_coverage,
         "capacity_limit": report.capacity_limit,
         "alert_seconds": report.alert_seconds,
-        "periods": [_rounded(p) for p in report.periods],
-        "busiest": [_rounded(p) for p in report.busiest],
-        "quietest": [_rounded(p) for p in report.quietest],
-        "weekdays": [_rounded(w) for w in report.weekdays],
+        "periods": [_rounded(report.shown(p)) for p in report.periods],
+        "busiest": [_rounded(report.shown(p)) for p in report.busiest],
+        "quietest": [_rounded(report.shown(p)) for p in report.quietest],
+        "weekdays": [_rounded(report.shown(w)) for w in report.weekdays],
         "alerts": [timed(a) for a in report.alerts],
         "gaps": [timed(g) for g in report.gaps],
     }, indent=2) + "\n"

@@ -31,7 +31,9 @@ hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touc
   count_sum INTEGER, peak_count INTEGER, person_seconds REAL (sum of count x seconds),
   seconds_1plus / seconds_2plus / seconds_3plus REAL (time with at least 1 / 2 / 3 speakers),
   and derived (generated) columns: mean_count REAL, speech_seconds REAL (= seconds_1plus),
-  busy_share REAL (seconds_1plus / seconds), minutes_covered REAL.
+  busy_share REAL (seconds_1plus / seconds), minutes_covered REAL;
+  women_seconds / men_seconds REAL (sum of women x seconds, men x seconds) and
+  sex_estimated_seconds REAL (time whose windows carry a women/men estimate), all 0 without model.sex.
   Hours whose events were removed by retention keep their rollup.
 
 Crash safety: each batch (events + hourly + run counters) is one transaction, so `kill -9` loses
@@ -53,12 +55,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from .errors import StorageError
-from .worker import CountEvent
+
+if TYPE_CHECKING:  # only for annotations: importing the worker at run time pulls in torch (seconds) for reports
+    from .worker import CountEvent
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +132,39 @@ def m002_sex_composition(db: Database) -> None:
     db["events"].add_column("men", int)
 
 
+# The UTC hour an event belongs to, as hourly.hour_utc spells it.
+_HOUR_OF_EVENT = "substr(start_utc, 1, 13) || ':00:00.000+00:00'"
+# An hour's women/men totals; total() is 0.0, not NULL, for an hour without estimates.
+_SEX_TOTALS = """total(women * seconds) AS women_seconds, total(men * seconds) AS men_seconds,
+       total(CASE WHEN women IS NOT NULL THEN seconds END) AS sex_estimated_seconds"""
+
+
+@migrations()
+def m003_hourly_sex_composition(db: Database) -> None:
+    """Hourly women/men totals, so reports can show them; filled in from the events already logged,
+    leaving every other column of every hour as it was (hours emptied by retention get 0)."""
+    for column in ("women_seconds", "men_seconds", "sex_estimated_seconds"):
+        db["hourly"].add_column(column, float, not_null_default=0)
+    db.execute(f"""
+        UPDATE hourly SET women_seconds = totals.women_seconds, men_seconds = totals.men_seconds,
+                          sex_estimated_seconds = totals.sex_estimated_seconds
+        FROM (SELECT {_HOUR_OF_EVENT} AS hour_utc, {_SEX_TOTALS} FROM events WHERE women IS NOT NULL GROUP BY 1) AS totals
+        WHERE hourly.hour_utc = totals.hour_utc
+    """)
+
+
 # The rollup of a range of events, grouped by hour; the one definition both the incremental update
 # and recompute_hourly() use.
-_ROLLUP = """
+_ROLLUP = f"""
 INSERT OR REPLACE INTO hourly (hour_utc, windows, seconds, count_sum, peak_count, person_seconds,
-                               seconds_1plus, seconds_2plus, seconds_3plus)
-SELECT substr(start_utc, 1, 13) || ':00:00.000+00:00', count(*), sum(seconds), sum(count),
+                               seconds_1plus, seconds_2plus, seconds_3plus,
+                               women_seconds, men_seconds, sex_estimated_seconds)
+SELECT {_HOUR_OF_EVENT}, count(*), sum(seconds), sum(count),
        max(count), sum(count * seconds),
        sum(CASE WHEN count >= 1 THEN seconds ELSE 0 END),
        sum(CASE WHEN count >= 2 THEN seconds ELSE 0 END),
-       sum(CASE WHEN count >= 3 THEN seconds ELSE 0 END)
+       sum(CASE WHEN count >= 3 THEN seconds ELSE 0 END),
+       {_SEX_TOTALS}
 FROM events WHERE start_utc >= ? AND start_utc < ?
 GROUP BY 1
 """

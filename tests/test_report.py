@@ -25,8 +25,8 @@ from tests.conftest import local_timezone
 from occupancy import report as report_module
 from occupancy import store
 from occupancy.cli import main
-from occupancy.report import FIGURE_DPI, FIGURE_INCHES, hourly_table
-from occupancy.store import migrations, open_store, start_run, write_batch
+from occupancy.report import FIGURE_DPI, FIGURE_INCHES, PERIOD_KEYS, SEX_KEYS, hourly_table
+from occupancy.store import event_row, migrations, open_store, start_run, write_batch
 from occupancy.worker import CountEvent, Smoother
 
 ZONE = "Europe/Berlin"  # UTC+1 in November: local hours differ from the log's, and days cut at 23:00 UTC
@@ -43,18 +43,26 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def log_counts(db: Database, start: datetime, counts, hop: float = 1.0) -> None:
-    """Log one window per count, `hop` seconds apart, smoothed by the engine's own Smoother."""
+def count_events(start: datetime, counts, hop: float = 1.0, women=None) -> list[CountEvent]:
+    """One window per count, `hop` seconds apart, smoothed by the engine's own Smoother; `women`: how
+    many of each count are women (the rest men), as model.sex logs them, or None for no estimate."""
     smoother = Smoother("median", 5)
-    run_id = start_run(db, source="replay", device="test", model="test", compute="cpu", hop_s=hop)
     events = []
     for i, count in enumerate(counts):
         begin = start + timedelta(seconds=i * hop)
         probs = tuple(0.9 if c == count else 0.1 / 3 for c in range(4))
+        sex = {} if women is None else {"women": int(women[i]), "men": int(count - women[i])}
         events.append(CountEvent(
             start=begin, end=begin + timedelta(seconds=1), seconds=hop, count=int(count), probabilities=probs,
-            smoothed=smoother.add(int(count)), level_dbfs=-30.0, latency_ms=5.0, captured_at=0.0,
+            smoothed=smoother.add(int(count)), level_dbfs=-30.0, latency_ms=5.0, captured_at=0.0, **sex,
         ))
+    return events
+
+
+def log_counts(db: Database, start: datetime, counts, hop: float = 1.0, women=None) -> None:
+    """Log count_events(...) as one run."""
+    run_id = start_run(db, source="replay", device="test", model="test", compute="cpu", hop_s=hop)
+    events = count_events(start, counts, hop, women)
     write_batch(db, run_id, events, {"windows": len(events)})
 
 
@@ -115,12 +123,17 @@ def raw_events(db_path) -> list[dict]:
 
 
 def expected_periods(db_path, by: str, zone, min_coverage: float = 15.0, since=None, until=None) -> dict[str, dict]:
+    """Per period label, what the report must show; the women/men keys only if some window in the range has them."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     labels = {}
-    for event in raw_events(db_path):
+    in_range = [
+        e for e in raw_events(db_path)
+        if not (since and datetime.fromisoformat(e["start_utc"]) < since)
+        and not (until and datetime.fromisoformat(e["start_utc"]) >= until)
+    ]
+    any_estimate = any(e["women"] is not None for e in in_range)
+    for event in in_range:
         moment = datetime.fromisoformat(event["start_utc"])
-        if (since and moment < since) or (until and moment >= until):
-            continue
         hour = moment.replace(minute=0, second=0, microsecond=0).astimezone(zone)
         key, label = {
             "hour": (hour, f"{hour:%Y-%m-%d %H:%M}"),
@@ -146,6 +159,14 @@ def expected_periods(db_path, by: str, zone, min_coverage: float = 15.0, since=N
             "share_3plus": sum(e["seconds"] for e in events if e["count"] >= 3) / seconds,
             "low_coverage": seconds / 60 < min_coverage * hours,
         }
+        if any_estimate:
+            estimated = [e for e in events if e["women"] is not None]
+            estimated_seconds = sum(e["seconds"] for e in estimated)
+            result[labels[key]].update({
+                "mean_women": sum(e["women"] * e["seconds"] for e in estimated) / estimated_seconds if estimated else None,
+                "mean_men": sum(e["men"] * e["seconds"] for e in estimated) / estimated_seconds if estimated else None,
+                "sex_minutes": estimated_seconds / 60,
+            })
     return result
 
 
@@ -153,7 +174,7 @@ def assert_periods_match(rows: list[dict], expected: dict[str, dict]) -> None:
     assert [r["period"] for r in rows] == list(expected)
     for row in rows:
         for key, value in expected[row["period"]].items():
-            assert row[key] == pytest.approx(value, abs=1e-3), (row["period"], key)
+            assert row[key] == (None if value is None else pytest.approx(value, abs=1e-3)), (row["period"], key)
 
 
 # ---- the numbers ------------------------------------------------------------------------------------
@@ -386,6 +407,7 @@ def test_older_schema_is_migrated(capsys, tmp_path, monkeypatch):
     newer = Migrations("occupancy")  # this version's schema plus one more step than the file has
     newer()(store.m001_initial_schema)
     newer()(store.m002_sex_composition)
+    newer()(store.m003_hourly_sex_composition)
 
     @newer()
     def m999_index_on_smoothed(db):
@@ -431,3 +453,143 @@ def test_default_database_comes_from_the_config(capsys, traffic_db, tmp_path):
     code, out, _ = report(capsys, "--format", "json", config=config)
     assert code == 0 and json.loads(out)["database"] == str(traffic_db)
     assert os.path.isabs(json.loads(out)["database"])
+
+
+# ---- women and men (model.sex) ------------------------------------------------------------------------
+
+# (UTC start, minutes, weights of counts 0..3, whether the windows carry a women/men estimate): an hour
+# all estimated, one estimated for its first 20 minutes only (the monitor restarted without --sex),
+# and a day without any.
+SEX_TRAFFIC = [
+    ("2026-11-26T18:00:00", 30, (2, 4, 3, 1), True),
+    ("2026-11-26T19:00:00", 20, (1, 3, 4, 2), True),
+    ("2026-11-26T19:20:00", 30, (6, 3, 1, 0), False),
+    ("2026-11-27T10:00:00", 30, (3, 3, 3, 1), False),
+]
+
+
+@pytest.fixture(scope="module")
+def sex_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sex") / "log.db"
+    db = open_store(path)
+    rng = np.random.default_rng(5)
+    for start, minutes, weights, estimated in SEX_TRAFFIC:
+        counts = random_counts(rng, minutes, weights)
+        log_counts(db, utc(start), counts, women=rng.integers(0, counts + 1) if estimated else None)
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("by", ["hour", "day", "weekday-hour"])
+def test_women_and_men_match_the_raw_events(capsys, sex_db, by):
+    data = report_json(capsys, sex_db, "--by", by, "--utc")
+    expected = expected_periods(sex_db, by, UTC)
+    assert_periods_match(data["periods"], expected)
+    assert all(set(SEX_KEYS) <= set(p) for p in data["periods"] + data["weekdays"])
+    if by == "hour":
+        hours = {p["period"]: p for p in data["periods"]}
+        assert hours["2026-11-26 19:00"]["sex_minutes"] == pytest.approx(20.0)  # 20 of its 50 minutes
+        assert hours["2026-11-27 10:00"]["mean_women"] is None and hours["2026-11-27 10:00"]["sex_minutes"] == 0
+
+
+def test_women_and_men_in_table_markdown_and_csv(capsys, sex_db):
+    expected = expected_periods(sex_db, "hour", UTC)
+    for fmt in ("table", "markdown"):
+        code, out, _ = report(capsys, "--db", str(sex_db), "--format", fmt, "--utc")
+        assert code == 0
+        assert "Women/Men: women and men speaking at once, estimated" in out
+        assert "averaged over the 50.0 min with an estimate" in out
+        lines = [line.replace("|", " ").split() for line in out.splitlines()]
+        headers = [cells for cells in lines if cells[:1] in (["Period"], ["Day"])]
+        assert len(headers) == 4 and all(cells[-2:] == ["Women", "Men"] for cells in headers)  # 3 period tables, weekdays
+        for label, want in expected.items():
+            cells = next(cells for cells in lines if " ".join(cells).startswith(label))[-2:]
+            if want["mean_women"] is None:
+                assert cells == ["-", "-"], label
+            else:
+                assert cells == [f"{want['mean_women']:.2f}", f"{want['mean_men']:.2f}"], label
+    code, out, _ = report(capsys, "--db", str(sex_db), "--format", "csv", "--utc")
+    assert code == 0
+    reader = csv.DictReader(io.StringIO(out))
+    assert reader.fieldnames == [*PERIOD_KEYS, *SEX_KEYS]
+    for row in reader:
+        want = expected[row["period"]]
+        if want["mean_women"] is None:
+            assert (row["mean_women"], row["mean_men"], float(row["sex_minutes"])) == ("", "", 0.0)
+        else:
+            assert float(row["mean_women"]) == pytest.approx(want["mean_women"], abs=1e-3)
+            assert float(row["mean_men"]) == pytest.approx(want["mean_men"], abs=1e-3)
+
+
+def test_a_range_without_estimates_reports_exactly_as_before(capsys, sex_db, traffic_db):
+    """No window with an estimate in the range: no women/men columns, keys or heading line at all."""
+    for db, args in ((traffic_db, ()), (sex_db, ("--since", "2026-11-27"))):
+        data = report_json(capsys, db, "--utc", *args)
+        for period in data["periods"] + data["busiest"] + data["quietest"]:
+            assert list(period) == list(PERIOD_KEYS)
+        assert all(not set(SEX_KEYS) & set(w) for w in data["weekdays"])
+        code, out, _ = report(capsys, "--db", str(db), "--format", "csv", "--utc", *args)
+        assert code == 0 and out.splitlines()[0] == ",".join(PERIOD_KEYS)
+        for fmt in ("table", "markdown"):
+            code, out, _ = report(capsys, "--db", str(db), "--format", fmt, "--utc", *args)
+            assert code == 0 and "Women" not in out and "Men" not in out
+
+
+# The hourly rollup as the previous version (schema m001 + m002) wrote it, frozen here.
+PREVIOUS_ROLLUP = """
+INSERT OR REPLACE INTO hourly (hour_utc, windows, seconds, count_sum, peak_count, person_seconds,
+                               seconds_1plus, seconds_2plus, seconds_3plus)
+SELECT substr(start_utc, 1, 13) || ':00:00.000+00:00', count(*), sum(seconds), sum(count),
+       max(count), sum(count * seconds),
+       sum(CASE WHEN count >= 1 THEN seconds ELSE 0 END),
+       sum(CASE WHEN count >= 2 THEN seconds ELSE 0 END),
+       sum(CASE WHEN count >= 3 THEN seconds ELSE 0 END)
+FROM events GROUP BY 1
+"""
+
+
+def test_a_log_from_the_previous_version_keeps_everything_and_gains_its_women_and_men(capsys, tmp_path):
+    """A log written by the previous version (events with and without estimates, an hour kept only in the
+    rollup after retention) is migrated by the first report: no row or value is lost, and the hours
+    already logged get their women and men from their events."""
+    path = tmp_path / "previous.db"
+    previous = Migrations("occupancy")
+    previous()(store.m001_initial_schema)
+    previous()(store.m002_sex_composition)
+    db = Database(path)
+    previous.apply(db)
+    rng = np.random.default_rng(11)
+    run_id = db["runs"].insert({"started_utc": "2026-11-26T18:00:00.000+00:00", "source": "replay", "device": "a",
+                                "model": "counter-sex", "compute": "cpu", "hop_s": 0.5}).last_pk
+    for start, minutes, weights, estimated in SEX_TRAFFIC:
+        counts = random_counts(rng, minutes, weights)
+        events = count_events(utc(start), counts, 0.5, rng.integers(0, counts + 1) if estimated else None)
+        db["events"].insert_all(event_row(e, run_id) for e in events)
+    db.execute(PREVIOUS_ROLLUP)
+    retained = {"hour_utc": "2026-11-20T09:00:00.000+00:00", "windows": 7200, "seconds": 3600.0, "count_sum": 7200,
+                "peak_count": 3, "person_seconds": 3600.0, "seconds_1plus": 1800.0, "seconds_2plus": 900.0,
+                "seconds_3plus": 300.0}
+    db["hourly"].insert(retained)  # its events were deleted by retention
+    db.conn.commit()
+    before = {table: list(db[table].rows) for table in ("runs", "events", "hourly")}
+    db.close()
+
+    data = report_json(capsys, path, "--utc")
+
+    after = Database(path)
+    assert [m.name for m in migrations.pending(after)] == []
+    for table, rows in before.items():
+        assert [{k: row[k] for k in rows[0]} for row in after[table].rows] == rows, table
+    hourly = {row["hour_utc"][:13]: row for row in after["hourly"].rows}
+    events = raw_events(path)
+    for hour, row in hourly.items():
+        estimated = [e for e in events if e["start_utc"].startswith(hour) and e["women"] is not None]
+        assert row["women_seconds"] == pytest.approx(sum(e["women"] * e["seconds"] for e in estimated))
+        assert row["men_seconds"] == pytest.approx(sum(e["men"] * e["seconds"] for e in estimated))
+        assert row["sex_estimated_seconds"] == pytest.approx(sum(e["seconds"] for e in estimated))
+    assert hourly["2026-11-20T09"]["sex_estimated_seconds"] == 0
+    assert hourly["2026-11-26T19"]["sex_estimated_seconds"] == pytest.approx(20 * 60 * 0.5)  # hop 0.5 s
+    expected = expected_periods(path, "hour", UTC)
+    assert_periods_match([p for p in data["periods"] if p["period"] != "2026-11-20 09:00"], expected)
+    assert data["periods"][0]["period"] == "2026-11-20 09:00" and data["periods"][0]["mean_women"] is None
+    after.close()

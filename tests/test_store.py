@@ -83,6 +83,9 @@ def expected_hourly(events: list[CountEvent]) -> dict[str, dict]:
             "seconds_3plus": sum(e.seconds for e in group if e.count >= 3),
             "busy_share": sum(e.seconds for e in group if e.count >= 1) / seconds,
             "minutes_covered": seconds / 60,
+            "women_seconds": sum(e.women * e.seconds for e in group if e.women is not None),
+            "men_seconds": sum(e.men * e.seconds for e in group if e.men is not None),
+            "sex_estimated_seconds": sum(e.seconds for e in group if e.women is not None),
         }
     return out
 
@@ -111,7 +114,7 @@ def test_schema_is_created_once_in_wal_mode(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"events", "hourly", "runs"} <= set(db.table_names())
     applied = list(db.query("SELECT name FROM _sqlite_migrations WHERE migration_set = 'occupancy'"))
-    assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition"]
+    assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition", "m003_hourly_sex_composition"]
 
 
 def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_path):
@@ -133,7 +136,10 @@ def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_pat
 
 def test_hourly_rollup_follows_batches_across_hours_and_recomputes_identically(tmp_path):
     counts = [(i * 7) % 5 % 4 for i in range(600)]  # 0..3, over 13:58 -> 14:03 with a 0.5 s hop
-    events = make_events(counts, hop=0.5)
+    events = [  # two windows in three with a women/men estimate (model.sex), as after a restart with --sex
+        dataclasses.replace(e, women=i % (e.count + 1), men=e.count - i % (e.count + 1)) if i % 3 else e
+        for i, e in enumerate(make_events(counts, hop=0.5))
+    ]
     db = open_store(tmp_path / "o.db")
     run_id = start_run(db, **vars(RUN))
     for i in range(0, len(events), 97):  # batches that split hours
@@ -331,4 +337,4 @@ def test_first_opens_racing_each_other_migrate_once(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 2
+    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 3
