@@ -26,7 +26,7 @@ def counter(config):
     return load_counter(device="cpu", vad=config.model.vad, vad_threshold=config.model.vad_threshold, threads=1)
 
 
-# The bars are not met yet (models/RESULTS.md: 88.7 / 77.3 / 87.5 %). strict: the day a model meets
+# The bars are not met yet (models/RESULTS.md: 89.0 / 77.5 / 88.9 %). strict: the day a model meets
 # them this test reports XPASS as a failure, so the marker is removed and the bar then guards it.
 @pytest.mark.xfail(strict=True, reason="the shipped counter is below the issue's bars (models/RESULTS.md)")
 @pytest.mark.parametrize("set_name", list(TEST_SETS))
