@@ -3,6 +3,9 @@
 Test sets: mixtures drawn on the fly from the speaker-disjoint test split with a fixed seed (the
 realistic recipe dry and in simulated rooms, and the report's recipe), or any folder in the seed
 dataset's format (`Audio_<Set><k>.wav` files and `<Set>.csv` with a `Speakers` column).
+Beside the mixtures, two sets of real recordings as they are, nothing mixed in: every whole second
+of the empty-room noise files (count 0; they are also training backgrounds) and of the test
+speakers' utterances (count 1: one real voice alone must not be called two).
 Every figure is given for the whole counter (VAD gate + network) and for the network alone, and the
 VAD stage's own figures (share of non-speech / speech windows it lets through) beside them.
 """
@@ -72,6 +75,28 @@ def mixture_windows(config: Config, recipe: str, reverb_share: float, length: in
     """`length` fixed test mixtures and their counts (see mixture_set)."""
     audio, counts, _ = mixture_set(config, recipe, reverb_share, length, seed, max_speakers)
     return audio, counts
+
+
+def recording_sets(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The real recordings as they are, cut into whole seconds: name -> (windows, counts)."""
+    from .data import load_splits
+
+    splits = load_splits(config.data)
+    noise = [n.path for n in splits.noise if n.empty_room]
+    voices = [f for speaker in splits.speakers["test"] for f in speaker.files()]
+    return {"real non-speech": _whole_seconds(noise, count=0), "test voices alone": _whole_seconds(voices, count=1)}
+
+
+def _whole_seconds(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every whole 1-s window of the files (a shorter tail is left out rather than padded)."""
+    windows = [w for path in paths for w in _split_seconds(read_audio(path))]
+    stacked = np.stack(windows) if windows else np.zeros((0, WINDOW), dtype=np.float32)
+    return stacked, np.full(len(stacked), count, dtype=np.int64)
+
+
+def _split_seconds(samples: np.ndarray) -> np.ndarray:
+    whole = len(samples) // WINDOW
+    return samples[: whole * WINDOW].reshape(whole, WINDOW)
 
 
 def folder_windows(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:

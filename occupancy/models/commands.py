@@ -119,7 +119,7 @@ def run_train(args, config: Config) -> int:
 
 def run_evaluate(args, config: Config) -> int:
     from ..evaluate import (TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report, mixture_set,
-                            throughput)
+                            recording_sets, throughput)
     from .counter import load_counter
 
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
@@ -137,6 +137,9 @@ def run_evaluate(args, config: Config) -> int:
             results[set_name] = evaluate_windows(counter, windows, counts)
             if counter.has_sex_head:
                 results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
+        for set_name, (recorded, counts) in recording_sets(config).items():
+            log.info("scoring %s (%d windows of real recordings)", set_name, len(recorded))
+            results[set_name] = evaluate_windows(counter, recorded, counts)
     print(format_report(counter.name, results, counter.classes))
     speed = throughput(counter, windows, config.model.batch_size)
     print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
