@@ -283,7 +283,8 @@ class HelpScreen(ModalScreen):
 
 
 class ReportScreen(Screen):
-    """The hourly table from the log (`occupancy report`'s measures), newest hour first."""
+    """The hourly table from the log (`occupancy report`'s measures), newest hour first; women and men
+    columns only when some hour has the `model.sex` estimate, as in the report."""
 
     BINDINGS = [Binding("escape,r", "dismiss", "Back")]
     COLUMNS = ("hour", "minutes", "mean", "peak", "speech min", "1+", "2+", "3+")
@@ -300,8 +301,10 @@ class ReportScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "hourly traffic from the log" if self.hours else "nothing logged yet"
         table = self.query_one(DataTable)
-        table.add_columns(*self.COLUMNS)
+        sexed = any(hour["mean_women"] is not None for hour in self.hours)
+        table.add_columns(*self.COLUMNS, *(("women", "men") if sexed else ()))
         for hour in reversed(self.hours):
+            estimate = (hour["mean_women"], hour["mean_men"]) if sexed else ()
             table.add_row(
                 hour["period"] + (" (short)" if hour["low_coverage"] else ""),
                 f"{hour['minutes_covered']:.1f}",
@@ -309,6 +312,7 @@ class ReportScreen(Screen):
                 str(hour["peak_count"]),
                 f"{hour['speech_minutes']:.1f}",
                 *(f"{hour[key]:.0%}" for key in ("share_1plus", "share_2plus", "share_3plus")),
+                *("-" if mean is None else f"{mean:.2f}" for mean in estimate),
             )
 
 

@@ -269,6 +269,7 @@ async def test_r_shows_the_hourly_table_from_the_log(tmp_path, monkeypatch):
         table = app.screen.query_one(DataTable)
         _, hours = logged(app.db_path)
         assert table.row_count == len(hours)
+        assert len(table.columns) == len(ReportScreen.COLUMNS)  # no women/men without model.sex
         newest = table.get_row_at(0)
         assert newest[0].startswith(hours[-1]["hour_utc"][:13].replace("T", " ") + ":00")
         assert newest[2:4] == [f"{hours[-1]['mean_count']:.2f}", str(hours[-1]["peak_count"])]
@@ -373,3 +374,9 @@ async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
         last = logged(app.db_path)[0][-1]
         assert last["women"] + last["men"] == last["count"]
         assert f"women {last['women']} · men {last['men']}" in str(app.query_one("#smoothed", Static).content)
+        await pilot.press("r")  # the hourly table gains the women and men columns
+        table = app.screen.query_one(DataTable)
+        assert [str(c.label) for c in table.columns.values()][-2:] == ["women", "men"]
+        hour = app.read_hours()[-1]
+        assert table.get_row_at(0)[-2:] == [f"{hour['mean_women']:.2f}", f"{hour['mean_men']:.2f}"]
+        assert abs(hour["mean_women"] + hour["mean_men"] - hour["mean_count"]) < 1e-9
