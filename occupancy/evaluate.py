@@ -89,14 +89,9 @@ def recording_sets(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _whole_seconds(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray]:
     """Every whole 1-s window of the files (a shorter tail is left out rather than padded)."""
-    windows = [w for path in paths for w in _split_seconds(read_audio(path))]
-    stacked = np.stack(windows) if windows else np.zeros((0, WINDOW), dtype=np.float32)
-    return stacked, np.full(len(stacked), count, dtype=np.int64)
-
-
-def _split_seconds(samples: np.ndarray) -> np.ndarray:
-    whole = len(samples) // WINDOW
-    return samples[: whole * WINDOW].reshape(whole, WINDOW)
+    per_file = [s[: len(s) // WINDOW * WINDOW].reshape(-1, WINDOW) for s in map(read_audio, paths)]
+    windows = np.concatenate(per_file) if per_file else np.zeros((0, WINDOW), dtype=np.float32)
+    return windows, np.full(len(windows), count, dtype=np.int64)
 
 
 def folder_windows(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
