@@ -16,7 +16,7 @@ import soundfile as sf
 from occupancy.cli import main
 from occupancy.config import config_from_dict
 from occupancy.data import MixtureDataset, load_splits
-from occupancy.evaluate import folder_windows, score
+from occupancy.evaluate import TEST_SETS, folder_windows, mixture_set, score
 from occupancy.models import load_model
 from occupancy.train import TrainSettings, train
 
@@ -157,6 +157,25 @@ def test_evaluate_scores_real_recordings_as_they_are(config, config_file, tmp_pa
     assert sum(silence["confusion"][0]) == silence["n"] and sum(voices["confusion"][1]) == voices["n"]
     # models/RESULTS.md: 100 % and 96.2 %; a counter that hears voices in an empty room fails here
     assert silence["accuracy"] >= 0.98 and voices["accuracy"] >= 0.9
+
+
+def test_evaluate_scores_the_train_speakers_without_bars(config, config_file, tmp_path, capsys):
+    """--split train: the same recipes over the train speakers' voices, no bar verdicts, nothing recorded."""
+    out = tmp_path / "eval.json"
+    code = main(["--config", str(config_file), "evaluate", "--split", "train", "--length", "8", "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["split"] == "train" and set(report["results"]) == set(TEST_SETS)
+    assert "realistic dry" in printed and "FAIL" not in printed and "PASS" not in printed
+    test_windows = mixture_set(config, length=8, seed=1234, max_speakers=3, **TEST_SETS["realistic dry"])[0]
+    train_windows = mixture_set(config, length=8, seed=1234, max_speakers=3, split="train",
+                                **TEST_SETS["realistic dry"])[0]
+    assert not np.allclose(test_windows, train_windows)
+    shipped = (REPO / "models" / "counter.json").read_text()
+    code = main(["--config", str(config_file), "evaluate", "--split", "train", "--record", "--length", "8"])
+    assert code == 2 and "--record stores test-split figures only" in capsys.readouterr().err
+    assert (REPO / "models" / "counter.json").read_text() == shipped
 
 
 def test_evaluate_with_a_missing_model_is_a_one_line_error(tmp_path, capsys):

@@ -62,6 +62,9 @@ def add_command(subparsers) -> None:
     e.add_argument("--data", metavar="DIR", help="seed-format folder: Audio_<Set><k>.wav + <Set>.csv with 'Speakers'")
     e.add_argument("--length", type=int, default=2000, help="test mixtures per set (default: %(default)s)")
     e.add_argument("--seed", type=int, default=1234, help="test mixtures' seed (default: %(default)s)")
+    e.add_argument("--split", choices=["test", "validation", "train"], default="test",
+                   help="whose voices the mixtures hold; train vs test tells memorised speakers from missing "
+                        "capacity (default: %(default)s; the bars and real recordings are test-only)")
     e.add_argument("--no-vad", action="store_true", help="score the network without the VAD gate")
     e.add_argument("--output", metavar="JSON", help="where to write the JSON (default: runs/eval/<model>.json)")
     e.add_argument("--record", action="store_true", help="also store the figures in the model's own JSON")
@@ -118,10 +121,13 @@ def run_train(args, config: Config) -> int:
 
 
 def run_evaluate(args, config: Config) -> int:
-    from ..evaluate import (TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report, mixture_set,
-                            recording_sets, throughput)
+    from ..evaluate import (BARS, TEST_SETS, evaluate_sex, evaluate_windows, folder_windows, format_report,
+                            mixture_set, recording_sets, throughput)
     from .counter import load_counter
 
+    test = args.split == "test" and not args.data
+    if args.record and args.split != "test":
+        raise OccupancyError("--record stores test-split figures only: leave out --split")
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
                            and config.model.vad, vad_threshold=config.model.vad_threshold,
                            threads=args.threads if args.threads is not None else config.model.threads)
@@ -132,19 +138,21 @@ def run_evaluate(args, config: Config) -> int:
         results[Path(args.data).name] = evaluate_windows(counter, windows, counts)
     else:
         for set_name, kwargs in TEST_SETS.items():
-            log.info("scoring %s on %d test mixtures", set_name, args.length)
-            windows, counts, sexes = mixture_set(config, length=args.length, seed=args.seed, max_speakers=top, **kwargs)
+            log.info("scoring %s on %d %s mixtures", set_name, args.length, args.split)
+            windows, counts, sexes = mixture_set(config, length=args.length, seed=args.seed, max_speakers=top,
+                                                 split=args.split, **kwargs)
             results[set_name] = evaluate_windows(counter, windows, counts)
             if counter.has_sex_head:
                 results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
-        for set_name, (recorded, counts) in recording_sets(config).items():
+        for set_name, (recorded, counts) in (recording_sets(config) if test else {}).items():
             log.info("scoring %s (%d windows of real recordings)", set_name, len(recorded))
             results[set_name] = evaluate_windows(counter, recorded, counts)
-    print(format_report(counter.name, results, counter.classes))
+    print(format_report(counter.name, results, counter.classes, BARS if test else {}))
     speed = throughput(counter, windows, config.model.batch_size)
     print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
           f"windows/s, whole counter {speed['counter']:.0f} windows/s")
-    report = {"model": counter.name, "vad": counter.vad, "seed": args.seed, "results": results, "throughput": speed}
+    report = {"model": counter.name, "vad": counter.vad, "split": None if args.data else args.split, "seed": args.seed,
+              "results": results, "throughput": speed}
     output = Path(args.output) if args.output else REPO / "runs" / "eval" / f"{counter.name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
