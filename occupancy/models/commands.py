@@ -60,7 +60,7 @@ def add_command(subparsers) -> None:
     )
     e.add_argument("--model", metavar="PATH", help="model weights (default: models/counter.safetensors)")
     e.add_argument("--data", metavar="DIR", help="seed-format folder: Audio_<Set><k>.wav + <Set>.csv with 'Speakers'")
-    e.add_argument("--length", type=int, default=2000, help="test mixtures per set (default: %(default)s)")
+    e.add_argument("--length", type=int, default=2000, help="mixtures per set (default: %(default)s)")
     e.add_argument("--seed", type=int, default=1234, help="test mixtures' seed (default: %(default)s)")
     e.add_argument("--split", choices=["test", "validation", "train"], default="test",
                    help="whose voices the mixtures hold; train vs test tells memorised speakers from missing "
