@@ -7,7 +7,7 @@ to disk but the log). Memory is sampled from /proc/self/status every few seconds
 number of windows logged; growth is measured after the first hour of audio (warm-up: allocator
 pools, SQLite's page cache, bounded history buffers filling).
 
-    .venv/bin/python scripts/soak.py --hours 24 --output docs/bench-soak.json
+    .venv/bin/python scripts/soak.py --hours 72 --output docs/bench-soak.json
 """
 
 from __future__ import annotations
