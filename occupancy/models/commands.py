@@ -125,8 +125,8 @@ def run_evaluate(args, config: Config) -> int:
                             mixture_set, recording_sets, throughput)
     from .counter import load_counter
 
-    test = args.split == "test" and not args.data
-    if args.record and args.split != "test":
+    test = args.split == "test"
+    if args.record and not test:
         raise OccupancyError("--record stores test-split figures only: leave out --split")
     counter = load_counter(args.model, device=args.device or config.model.device, vad=not args.no_vad
                            and config.model.vad, vad_threshold=config.model.vad_threshold,
