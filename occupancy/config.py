@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,18 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .paths import PROJECT_DIR, SAMPLE_RATE, WINDOW_S
 
 DEFAULT_CONFIG_NAME = "config.yaml"
-# Default paths (corpora, database) are relative to the project folder, where the shipped config.yaml lives.
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# Values renamed so that each name means one thing ("seed" was also a random seed, "report" also the
+# command); the old names are still accepted, with a one-line notice.
+RENAMED = {"recipe": {"seed": "paper"}, "preset": {"report": "paper"}}
 
 
-def _opt(default, *, low=None, high=None, choices=None, kind=None):
-    """A dataclass field carrying its validation rule: numeric range, allowed choices, value kind."""
-    meta = {"low": low, "high": high, "choices": choices, "kind": kind}
+def _opt(default, *, low=None, high=None, choices=None, kind=None, renamed=None):
+    """A dataclass field carrying its validation rule: numeric range, allowed choices, value kind, and
+    old names of its values (still accepted, with a notice)."""
+    meta = {"low": low, "high": high, "choices": choices, "kind": kind, "renamed": renamed or {}}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -33,11 +37,11 @@ def _opt(default, *, low=None, high=None, choices=None, kind=None):
 
 @dataclass(frozen=True)
 class AudioConfig:
-    sample_rate: int = _opt(16000, choices=[16000])
-    window_s: float = _opt(1.0, choices=[1.0])
+    sample_rate: int = _opt(SAMPLE_RATE, choices=[SAMPLE_RATE])
+    window_s: float = _opt(WINDOW_S, choices=[WINDOW_S])
     hop_s: float = _opt(1.0, low=0.1, high=1.0)
     device: str | int | None = _opt(None, kind="device")
-    block_size: int = _opt(1600, low=64, high=16000)
+    block_size: int = _opt(1600, low=64, high=SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class DataConfig:
         ["../shared/data/librispeech-mini", "../shared/data/speechocean762-train"], kind="paths"
     )
     noise: list[str] = _opt(["../shared/data/noise"], kind="paths")
-    recipe: str = _opt("realistic", choices=["realistic", "seed"])
+    recipe: str = _opt("realistic", choices=["realistic", "paper"], renamed=RENAMED["recipe"])
     max_speakers: int = _opt(3, low=1, high=10)
     seed: int = _opt(0, low=0, high=2**31 - 1)
     cache_mb: int = _opt(512, low=16, high=65536)
@@ -211,12 +215,25 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     elif isinstance(default, str):
         if not isinstance(value, str):
             fail("must be a string")
+    if isinstance(value, str) and value in meta.get("renamed", {}):
+        value = _renamed_notice(key, value, meta["renamed"][value])
     low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
     if choices is not None and value not in choices:
         fail(f"must be one of {', '.join(map(str, choices))}")
     if (low is not None and value < low) or (high is not None and value > high):
         fail(f"must be between {low} and {high}")
     return value
+
+
+def _renamed_notice(what: str, old: str, new: str) -> str:
+    print(f"occupancy: notice: {what} '{old}' is now called '{new}'", file=sys.stderr)
+    return new
+
+
+def current_name(kind: str, value: str) -> str:
+    """`value` of a `kind` in RENAMED under its current name (an old name gets a notice on stderr)."""
+    new = RENAMED.get(kind, {}).get(value)
+    return value if new is None else _renamed_notice(kind, value, new)
 
 
 def _resolve(base: Path, value: str) -> str:

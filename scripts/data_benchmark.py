@@ -12,7 +12,7 @@ import time
 import torch
 
 from occupancy.config import load_config
-from occupancy.data import MixtureDataset, load_splits
+from occupancy.lab.data import MixtureDataset, load_splits
 
 
 def rate(dataset: MixtureDataset, workers: int, examples: int) -> float:
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     splits = load_splits(load_config().data)
-    for recipe, share in (("seed", 0.0), ("realistic", 0.0), ("realistic", 0.5), ("realistic", 1.0)):
+    for recipe, share in (("paper", 0.0), ("realistic", 0.0), ("realistic", 0.5), ("realistic", 1.0)):
         dataset = MixtureDataset(splits, "train", recipe=recipe, length=args.examples, reverb_share=share)
         for i in range(len(dataset)):  # warm the cache (inherited by forked workers)
             dataset[i]

@@ -28,13 +28,13 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from occupancy.capture import FileSource  # noqa: E402
+from occupancy.engine.capture import FileSource  # noqa: E402
 from occupancy.cli import setup_logging  # noqa: E402
 from occupancy.config import load_config  # noqa: E402
-from occupancy.engine_commands import _load_counter  # noqa: E402
-from occupancy.pipeline import Pipeline  # noqa: E402
+from occupancy.engine.loading import load_counter_from_config  # noqa: E402
+from occupancy.engine.pipeline import Pipeline  # noqa: E402
 from occupancy.sample import SAMPLE_AUDIO  # noqa: E402
-from occupancy.store import open_store  # noqa: E402
+from occupancy.engine.store import open_store  # noqa: E402
 
 log = logging.getLogger("soak")
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # midnight: the soak's hours are whole UTC hours
@@ -139,7 +139,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="occupancy-soak-") as tmp:
         db = args.db or Path(tmp) / "soak.db"
         source = FileSource([SAMPLE_AUDIO] * copies, start=T0, block_size=config.audio.block_size)
-        pipeline = Pipeline(config, source, _load_counter(config), db_path=db)
+        pipeline = Pipeline(config, source, load_counter_from_config(config.model, live=True), db_path=db)
         sampler = MemorySampler(pipeline)
         log.info("soak: %d x %s = %.1f h of audio into %s", copies, SAMPLE_AUDIO.name, copies * duration / 3600, db)
         started, cpu = time.perf_counter(), time.process_time()

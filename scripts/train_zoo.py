@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the report's comparison: every architecture, both recipes, the report's training settings.
+"""Reproduce the seed paper's comparison: every architecture, both recipes, the seed paper's training settings.
 
 Each (architecture, recipe) pair trains for at most --minutes-per-model minutes (batch 32, Adam,
 lr 1e-4, cross-entropy; fresh mixtures from ../shared/data), then is scored without the VAD gate on
@@ -8,7 +8,7 @@ report's recipe. Writes runs/zoo/<arch>-<recipe>/ (curves, CSV, model, checkpoin
 in the repo, docs/zoo/table.{md,json} with every run's curves as docs/zoo/<arch>-<recipe>-curves.png.
 
     .venv/bin/python scripts/train_zoo.py --minutes-per-model 3
-    .venv/bin/python scripts/train_zoo.py --params   # parameter counts beside the report's Table II
+    .venv/bin/python scripts/train_zoo.py --params   # parameter counts beside the seed paper's Table II
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from occupancy.config import load_config  # noqa: E402
-from occupancy.evaluate import TEST_SETS, evaluate_windows, mixture_windows  # noqa: E402
+from occupancy.lab.evaluate import TEST_SETS, evaluate_windows, mixture_windows  # noqa: E402
 from occupancy.models import ARCHITECTURES, count_parameters, load_counter  # noqa: E402
 from occupancy.models.architectures import parameter_table  # noqa: E402
-from occupancy.train import PRESETS, TrainSettings, train  # noqa: E402
+from occupancy.lab.train import PRESETS, TrainSettings, train  # noqa: E402
 
 log = logging.getLogger("zoo")
 
@@ -36,7 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes-per-model", type=float, default=10.0)
     parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
-    parser.add_argument("--recipes", nargs="+", default=["seed", "realistic"], choices=["seed", "realistic"])
+    parser.add_argument("--recipes", nargs="+", default=["paper", "realistic"], choices=["paper", "realistic"])
     parser.add_argument("--train-length", type=int, default=4000, help="fresh mixtures per epoch")
     parser.add_argument("--test-length", type=int, default=1000, help="test mixtures per test set")
     parser.add_argument("--threads", type=int, default=2)
@@ -58,7 +58,7 @@ def main() -> int:
     for arch in args.models:
         for recipe in args.recipes:
             run = args.out / f"{arch}-{recipe}"
-            settings = TrainSettings(**{**PRESETS["report"], "arch": arch, "recipe": recipe, "epochs": 1000,
+            settings = TrainSettings(**{**PRESETS["paper"], "arch": arch, "recipe": recipe, "epochs": 1000,
                                         "max_minutes": args.minutes_per_model, "train_length": args.train_length,
                                         "val_length": 1000})
             best = train(config, settings, run, arch, threads=args.threads)

@@ -1,4 +1,4 @@
-"""Counting networks: the architecture registry, model files, and the loaded counter.
+"""Counting networks for inference: the architecture registry, model files, and the loaded counter.
 
     from occupancy.models import load_counter
     counter = load_counter()              # models/counter.safetensors, with the VAD gate

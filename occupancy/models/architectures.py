@@ -3,11 +3,11 @@
 All take a batch of 1-s windows, float32 [B, 16000] at 16 kHz, and return count logits [B, classes]
 (plus, with `sex_head=True`, a second output: logits for the number of women and of men).
 
-- M3, M5, M11, M18, M34-res: the raw-waveform CNNs of Dai et al. 2016 as the report adapted them
+- M3, M5, M11, M18, M34-res: the raw-waveform CNNs of Dai et al. 2016 as the seed paper adapted them
   (first conv kernel 80 stride 16 with 32 channels, kernel 3 after, Conv-BN-ReLU blocks with
   MaxPool(4), global average pooling, linear head). With 3 classes their parameter counts equal
-  the report's Table II.
-- arch1, arch2, arch3: the report's small 2D CNNs on a dB spectrogram.
+  the seed paper's Table II.
+- arch1, arch2, arch3: the seed paper's small 2D CNNs on a dB spectrogram.
 - melconv: our default. A fixed log-mel front end, a per-window level normalisation (so the count
   cannot be read from loudness), then residual dilated 1D convolutions over time.
 """
@@ -20,10 +20,11 @@ import torch
 import torchaudio
 from torch import nn
 
-SAMPLE_RATE = 16000
+from ..paths import SAMPLE_RATE
 
-# The report's Table II (3 classes): name -> (parameters, validation accuracy as printed).
-REPORT_TABLE = {
+
+# The seed paper's Table II (3 classes): name -> (parameters, validation accuracy as printed).
+PAPER_TABLE = {
     "M3": (5923, "73.95 %"),
     "M5": (37507, "79.37 %"),
     "M11": (449059, "~73.7 %"),
@@ -112,7 +113,7 @@ def _m34_body() -> tuple[nn.Module, int]:
 
 
 class _Spectrogram(nn.Module):
-    """Power spectrogram in dB, [B, T] -> [B, 1, freq, frames], with the report's torchaudio transforms."""
+    """Power spectrogram in dB, [B, T] -> [B, 1, freq, frames], with the seed paper's torchaudio transforms."""
 
     def __init__(self):
         super().__init__()
@@ -124,7 +125,7 @@ class _Spectrogram(nn.Module):
 
 
 def _spectrogram_body(channels: list[int], dropouts: list[float]) -> tuple[nn.Module, int]:
-    """The report's 2D CNNs: 3x3 Conv2d-BN-ReLU-MaxPool(2) blocks, a dropout after the first few."""
+    """The seed paper's 2D CNNs: 3x3 Conv2d-BN-ReLU-MaxPool(2) blocks, a dropout after the first few."""
     layers: list[nn.Module] = [_Spectrogram()]
     cin = 1
     for index, cout in enumerate(channels):
@@ -210,13 +211,13 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def parameter_table() -> str:
-    """Markdown table: each architecture's parameters (report's 3 classes and our 4) beside Table II."""
-    rows = ["| model | params (3 classes) | report's params | report's val. accuracy | params (4 classes) |",
+    """Markdown table: each architecture's parameters (the seed paper's 3 classes and our 4) beside Table II."""
+    rows = ["| model | params (3 classes) | seed paper's params | seed paper's val. accuracy | params (4 classes) |",
             "|---|---|---|---|---|"]
     for name in ARCHITECTURES:
         ours3 = count_parameters(build_model(name, n_classes=3))
         ours4 = count_parameters(build_model(name, n_classes=4))
-        reported, accuracy = REPORT_TABLE.get(name, (None, "-"))
+        reported, accuracy = PAPER_TABLE.get(name, (None, "-"))
         rows.append(f"| {name} | {ours3:,} | {f'{reported:,}' if reported else '-'} | {accuracy} | {ours4:,} |")
     return "\n".join(rows)
 

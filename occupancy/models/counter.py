@@ -16,7 +16,6 @@ a VAD gate fixes that (see the issue's figures) while letting the network decide
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import warnings
@@ -26,32 +25,25 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..paths import DEFAULT_MODEL, SAMPLE_RATE, SEX_MODEL, WINDOW
+from .device import keep_freed_memory, pick_device
 from .io import load_model
 
 log = logging.getLogger(__name__)
 
-WINDOW = 16000
 VAD_FRAME = 512
 VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears every window at
 VAD_MAX_GAIN = 10 ** (50 / 20)
 
 
 def default_model_path() -> Path:
-    """<repo>/models/counter.safetensors: the default model the monitor and classify use."""
-    return Path(__file__).resolve().parents[2] / "models" / "counter.safetensors"
+    """models/counter.safetensors: the default model the monitor and classify use."""
+    return DEFAULT_MODEL
 
 
 def sex_model_path() -> Path:
-    """<repo>/models/counter-sex.safetensors: the shipped model with the sex-composition head."""
-    return default_model_path().with_name("counter-sex.safetensors")
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' requested but no CUDA GPU is available")
-    return torch.device(device)
+    """models/counter-sex.safetensors: the shipped model with the sex-composition head."""
+    return SEX_MODEL
 
 
 class SpeechGate:
@@ -90,7 +82,7 @@ class SpeechGate:
         self.model.reset_states()
         best = torch.zeros(len(windows))
         for i in range(windows.shape[1] // VAD_FRAME):
-            best = torch.maximum(best, self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], 16000)[:, 0])
+            best = torch.maximum(best, self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], SAMPLE_RATE)[:, 0])
             if enough is not None and bool((best >= enough).all()):
                 break
         return best
@@ -199,24 +191,6 @@ def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
         best = int(np.argmax(sex[i, 0, women] * sex[i, 1, count - women]))
         out[i] = (best, count - best)
     return out
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc keep blocks up to 32 MB in the process heap instead of mapping and unmapping each.
-
-    Why: by default every block above 128 kB (a batch's spectrogram, activations) is a fresh mmap,
-    returned to the kernel when freed, so each batch pays page faults on memory it just had. Measured
-    on 2 cores: the count network 1,850 -> 2,900 windows/s, the whole counter 1,160 -> 1,600 windows/s.
-    Freed memory is returned once 256 MB of it is idle. Returns False (and changes nothing) where the
-    C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
 
 
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,

@@ -1,0 +1,94 @@
+"""`occupancy classify`: count speakers in each 1-s window of recorded files.
+
+The `--json` output is one object per line and is read by outside evaluation scripts, so its keys
+are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}, plus {"women", "men"}
+with --sex (a model trained with a sex-composition head; see the README for how far to trust it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from itertools import islice
+
+import numpy as np
+
+from ..engine.audio import Window, file_windows, find_audio_files
+from ..config import Config, override
+from ..engine.events import count_label
+from ..engine.loading import load_counter_from_config
+from ..errors import AudioError
+
+log = logging.getLogger(__name__)
+
+
+def batched(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+    while batch := list(islice(windows, size)):
+        yield batch
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="count speakers in each 1-s window of WAV/FLAC files",
+        description="Print one line per 1-s window with the number of people speaking at once.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched for *.wav, *.flac)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (stable format)")
+    p.add_argument("--model", metavar="M", help="model file (default: the shipped counter)")
+    p.add_argument("--hop", type=float, metavar="S", help="seconds between window starts (default: audio.hop_s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: model.device)")
+    p.add_argument("--no-vad", action="store_true", help="skip the voice-activity stage")
+    p.add_argument("--sex", action="store_true",
+                   help="also estimate how many women and men speak: counts then come from "
+                        "models/counter-sex.safetensors unless --model names another model with that head")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    config = override(config, "audio", hop_s=args.hop)
+    config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
+                      sex=args.sex or None)
+    files = find_audio_files(args.paths)
+    counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
+    failures = 0
+    for path in files:
+        try:
+            windows = file_windows(path, config.audio.window_s, config.audio.hop_s)
+            for batch in batched(windows, config.model.batch_size):
+                counter = counter or load_counter_from_config(config.model)
+                samples = np.stack([w.samples for w in batch])
+                if config.model.sex:
+                    probs, sexes = counter.predict_with_sex(samples)
+                else:
+                    probs, sexes = counter.predict(samples), [None] * len(batch)
+                for window, p, sex in zip(batch, probs, sexes):
+                    print_window(str(path), window, p, counter.classes, args.json, sex)
+        except AudioError as exc:
+            print(f"occupancy: error: {exc}", file=sys.stderr)
+            failures += 1
+    return 2 if failures else 0
+
+
+def print_window(path: str, window: Window, probs: np.ndarray, classes: list[int], as_json: bool,
+                 sex: np.ndarray | None = None) -> None:
+    count = classes[int(np.argmax(probs))]
+    if as_json:
+        row = {
+            "path": path,
+            "start_s": round(window.start_s, 3),
+            "end_s": round(window.end_s, 3),
+            "count": count,
+            "probabilities": [round(float(x), 4) for x in probs],
+        }
+        if sex is not None:
+            row.update(women=int(sex[0]), men=int(sex[1]))
+        print(json.dumps(row))
+    else:
+        bars = " ".join(f"{c}:{float(x):.2f}" for c, x in zip(classes, probs))
+        women_men = "" if sex is None else f"  women {sex[0]}, men {sex[1]}"
+        print(f"{path}  {window.start_s:7.2f}-{window.end_s:7.2f} s  count {count_label(count, classes[-1]):>2}  "
+              f"({bars}){women_men}")

@@ -1,0 +1,235 @@
+"""The research and release commands: `dataset make`, `train`, `evaluate`, `bench`, `export --onnx`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from ..config import Config, current_name, override
+from ..errors import OccupancyError
+from ..paths import MODELS_DIR, RUNS_DIR
+
+RECIPES = ("realistic", "paper")
+
+
+def add_command(subparsers) -> None:
+    _add_dataset(subparsers)
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+    _add_bench(subparsers)
+    _add_export(subparsers)
+
+
+def _recipe(text: str) -> str:
+    """--recipe: a recipe name (the old name 'seed' is still accepted, with a notice)."""
+    name = current_name("recipe", text)
+    if name not in RECIPES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(RECIPES)})")
+    return name
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+# ---- dataset make ---------------------------------------------------------------------------------------------
+
+
+def _add_dataset(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="make training data from speech corpora")
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    make = sub.add_parser(
+        "make",
+        help="write mixtures as Audio_<Split><k>.wav plus one metadata CSV per split",
+        description="Write labelled 1-s mixtures (speaker-disjoint train/validation/test). "
+        "The same settings give the same bytes; an interrupted run resumes.",
+    )
+    make.add_argument("--out", required=True, metavar="DIR", help="output folder (new, or one this command began)")
+    make.add_argument("--train", type=_count, default=100000, metavar="N", help="training examples (default 100000)")
+    make.add_argument("--val", type=_count, default=10000, metavar="N", help="validation examples (default 10000)")
+    make.add_argument("--test", type=_count, default=10000, metavar="N", help="test examples (default 10000)")
+    make.add_argument("--recipe", type=_recipe, metavar="{" + ",".join(RECIPES) + "}",
+                      help="mixture recipe (default: data.recipe in the config)")
+    make.add_argument(
+        "--corpus", nargs="+", action="extend", metavar="PATH",
+        help="speech corpus folders: LibriSpeech or speechocean762 layout (default: data.corpora)",
+    )
+    make.add_argument("--seed", type=int, metavar="N", help="random seed for splits and mixtures (default: data.seed)")
+    make.set_defaults(handler=run_dataset_make)
+
+
+def run_dataset_make(args: argparse.Namespace, config: Config) -> int:
+    from ..lab.data.writer import make_dataset
+
+    config = override(config, "data", corpora=args.corpus, recipe=args.recipe, seed=args.seed)
+    make_dataset(args.out, config.data, {"train": args.train, "validation": args.val, "test": args.test})
+    print(f"dataset written to {args.out}")
+    return 0
+
+
+# ---- train ----------------------------------------------------------------------------------------------------
+
+TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float), ("train_length", int),
+               ("val_length", int), ("reverb_share", float), ("paper_share", float), ("label_smoothing", float),
+               ("patience", int), ("max_minutes", float), ("seed", int), ("workers", int), ("max_speakers", int))
+
+
+def _add_train(subparsers) -> None:
+    from ..lab.train import PRESETS
+    from ..models.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE
+
+    p = subparsers.add_parser(
+        "train", help="train a counting network on fresh mixtures (also under torchrun)",
+        description="Train a counting network on mixtures made on the fly from config's data.corpora "
+                    "(data.recipe, data.reverb_share and data.max_speakers unless flags say otherwise). "
+                    "Writes metrics.csv, curves.png, checkpoint.pt and the best model into the run folder. "
+                    "Run the same command under `torchrun --nproc-per-node N` for data-parallel training.",
+    )
+    p.add_argument("--model", default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURES, help="architecture (default: %(default)s)")
+    p.add_argument("--name", help="name of the model files (default: the architecture)")
+    p.add_argument("--preset", type=lambda text: current_name("preset", text), default="default",
+                   metavar="{" + ",".join(sorted(PRESETS)) + "}",
+                   help="'paper': the seed paper's batch 32, Adam, lr 1e-4, 10 epochs on its recipe; flags below override")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<name>)")
+    p.add_argument("--install", action="store_true", help="copy the best model into models/<name>.safetensors at the end")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--arch-kwargs", metavar="JSON", help='architecture options, e.g. \'{"width": 96}\'')
+    p.add_argument("--init", metavar="PATH", help="start from this model's weights: the same network (fine-tuning), "
+                                                  "or a narrower melconv, widened to --arch-kwargs' width")
+    for flag, kind in TRAIN_FLAGS:
+        p.add_argument("--" + flag.replace("_", "-"), type=kind, metavar=kind.__name__.upper())
+    p.add_argument("--seed-share", type=float, dest="paper_share", help=argparse.SUPPRESS)  # its old name
+    p.add_argument("--optimizer", choices=["adam", "adamw"])
+    p.add_argument("--schedule", choices=["onecycle", "constant", "time"], help="time: warm-up then cosine over --max-minutes of wall clock")
+    p.add_argument("--recipe", type=_recipe, metavar="{" + ",".join(RECIPES) + "}", help="(default: data.recipe)")
+    p.add_argument("--sex-head", action="store_true", help="add the sex-composition head (women, men)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(handler=run_train)
+
+
+def run_train(args, config: Config) -> int:
+    from ..lab.train import PRESETS, train_distributed, train_settings
+
+    if args.preset not in PRESETS:
+        raise OccupancyError(f"--preset: must be one of {', '.join(sorted(PRESETS))}, got {args.preset!r}")
+    if args.arch_kwargs:
+        try:
+            arch_kwargs = json.loads(args.arch_kwargs)
+        except json.JSONDecodeError as exc:
+            raise OccupancyError(f"--arch-kwargs: not JSON ({exc})") from None
+    else:
+        arch_kwargs = None
+    flags = {name: getattr(args, name) for name, _ in TRAIN_FLAGS}
+    flags.update(optimizer=args.optimizer, schedule=args.schedule, recipe=args.recipe, init=args.init,
+                 arch_kwargs=arch_kwargs)
+    settings = train_settings(config.data, args.preset, arch=args.model, sex_head=args.sex_head, **flags)
+    name = args.name or args.model
+    out = Path(args.out) if args.out else RUNS_DIR / name
+    best = train_distributed(config, settings, out, name, resume=args.resume, device=args.device, threads=args.threads)
+    if best is None:  # a worker process of a distributed run
+        return 0
+    print(f"best model: {best}")
+    if args.install:
+        target = MODELS_DIR / best.name
+        shutil.copyfile(best, target)
+        shutil.copyfile(best.with_suffix(".json"), target.with_suffix(".json"))
+        print(f"installed: {target}")
+    return 0
+
+
+# ---- evaluate -------------------------------------------------------------------------------------------------
+
+
+def _add_evaluate(subparsers) -> None:
+    e = subparsers.add_parser(
+        "evaluate", help="measure a model: accuracy, per-count accuracy, confusion, MAE",
+        description="Score a model on the test split's mixtures (realistic dry, realistic reverberant, paper "
+                    "recipe; fixed seed) or on a dataset folder (--data). Prints a table and writes JSON.",
+    )
+    e.add_argument("--model", metavar="PATH", help="model weights (default: model.path, else models/counter.safetensors)")
+    e.add_argument("--data", metavar="DIR", help="dataset folder: Audio_<Set><k>.wav + <Set>.csv with 'Speakers'")
+    e.add_argument("--length", type=int, default=2000, help="mixtures per set (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=1234, help="random seed of the test mixtures (default: %(default)s)")
+    e.add_argument("--split", choices=["test", "validation", "train"], default="test",
+                   help="whose voices the mixtures hold; train vs test tells memorised speakers from missing "
+                        "capacity (default: %(default)s; the bars and real recordings are test-only)")
+    e.add_argument("--no-vad", action="store_true", help="score the network without the VAD gate")
+    e.add_argument("--output", metavar="JSON", help="where to write the JSON (default: runs/eval/<model>.json)")
+    e.add_argument("--record", action="store_true", help="also store the figures in the model's own JSON")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--threads", type=int)
+    e.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args, config: Config) -> int:
+    from ..engine.loading import load_counter_from_config
+    from ..lab.evaluate import BARS, evaluate_model, format_report, record_metrics
+
+    test = args.split == "test"
+    if args.record and not test:
+        raise OccupancyError("--record stores test-split figures only: leave out --split")
+    config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
+                      threads=args.threads)
+    counter = load_counter_from_config(config.model)
+    results, speed = evaluate_model(counter, config, split=args.split, length=args.length, seed=args.seed,
+                                    data=args.data)
+    print(format_report(counter.name, results, counter.classes, BARS if test else {}))
+    print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
+          f"windows/s, whole counter {speed['counter']:.0f} windows/s")
+    report = {"model": counter.name, "vad": counter.vad, "split": None if args.data else args.split, "seed": args.seed,
+              "results": results, "throughput": speed}
+    output = Path(args.output) if args.output else RUNS_DIR / "eval" / f"{counter.name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"\nwritten: {output}")
+    if args.record:
+        print(f"recorded in: {record_metrics(counter, results, speed)}")
+    return 0
+
+
+# ---- bench and export -----------------------------------------------------------------------------------------
+
+
+def _add_bench(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure accuracy, speed, latency and memory (default model vs the seed paper's M5)",
+        description="Benchmark the monitor on this machine for the default model and the seed paper's M5: "
+                    "prints a table and writes JSON.",
+    )
+    p.add_argument("--quick", action="store_true", help="a few windows and seconds per figure: checks that it runs")
+    p.add_argument("--output", metavar="JSON", default="bench.json", help="where to write the figures (default: %(default)s)")
+    p.add_argument("--m5", metavar="PATH", help="a trained M5 model (default: runs/zoo/M5-*/M5.safetensors if "
+                                                 "trained, else an untrained M5, which runs at the same speed)")
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args, config: Config) -> int:
+    from ..lab.bench import run_bench as bench
+
+    bench(config, quick=args.quick, output=args.output, m5=args.m5)
+    return 0
+
+
+def _add_export(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="write the count network as ONNX and check it counts like PyTorch",
+        description="Export the count network (without the VAD gate) as ONNX and check with onnxruntime "
+                    "that every window of the bundled sample gets the same count.",
+    )
+    p.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
+    p.add_argument("--model", metavar="PATH", help="model weights (default: model.path, else the shipped counter)")
+    p.add_argument("--out", metavar="PATH", help="ONNX file to write (default: beside the model, .onnx)")
+    p.set_defaults(handler=run_export)
+
+
+def run_export(args, config: Config) -> int:
+    from ..lab.onnx import export_and_check
+
+    export_and_check(override(config, "model", path=args.model), args.out)
+    return 0

@@ -1,0 +1,72 @@
+"""`occupancy report`: busy hours, weekdays, capacity alerts and charts from the traffic log.
+
+Exit codes: 0 report printed; 1 nothing logged in the range (one line on stderr, nothing on stdout);
+2 missing file, not an occupancy log, or unreadable (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+from ..config import Config
+from ..errors import ConfigError
+from ..reporting.plot import FIGURE_DPI, FIGURE_INCHES, plot_report
+from ..reporting.render import RENDERERS
+from ..reporting.summary import BY_CHOICES, DEFAULT_ALERT_SECONDS, DEFAULT_MIN_COVERAGE, build_report
+
+
+def parse_when(text: str) -> datetime:
+    """argparse type for --since/--until: an ISO date or date-time; no offset means the report's time zone."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time (e.g. 2026-11-23 or 2026-11-23T18:00), got {text!r}") from None
+
+
+def add_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="busy hours, weekdays, capacity alerts and charts from the traffic log",
+        description="Summarize the traffic log: per period coverage, mean and peak speakers, speech minutes and "
+                    "shares of time with 1+/2+/3+ speakers; busiest and quietest well-covered periods; weekdays; "
+                    "capacity alerts; gaps. Times are local (the machine's time zone; set TZ to change) unless "
+                    "--utc. Exit 1 when nothing is logged in the range.",
+    )
+    p.add_argument("--db", metavar="PATH", help="SQLite log (default: storage.database in the config)")
+    p.add_argument("--since", type=parse_when, metavar="DATE", help="start, inclusive: 2026-11-23 or 2026-11-23T18:00")
+    p.add_argument("--until", type=parse_when, metavar="DATE", help="end, exclusive (a date alone: its midnight)")
+    p.add_argument("--by", choices=BY_CHOICES, default="hour", help="period of the main table (default: %(default)s)")
+    p.add_argument("--format", choices=list(RENDERERS), default="table", help="output (default: %(default)s; "
+                   "csv holds only the period table)")
+    p.add_argument("--plot", metavar="FILE.png", help="also write a weekday x hour heatmap and a daily chart "
+                   f"into one PNG ({FIGURE_INCHES[0] * FIGURE_DPI:.0f}x{FIGURE_INCHES[1] * FIGURE_DPI:.0f} px)")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="busiest/quietest periods and gaps listed (default: 5)")
+    p.add_argument("--utc", action="store_true", help="show and read times in UTC instead of local time")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="MIN",
+                   help="monitored minutes per hour below which a period is flagged LOW (default: %(default)g)")
+    p.add_argument("--capacity-limit", type=int, metavar="N",
+                   help="alert when the smoothed count stays above N (default: monitor.capacity_limit; 0: no alerts)")
+    p.add_argument("--alert-seconds", type=float, default=DEFAULT_ALERT_SECONDS, metavar="S",
+                   help="shortest alert; shorter dips below the limit do not end one (default: %(default)g)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    db_path = args.db or config.storage.database
+    limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M} must be before --until {args.until:%Y-%m-%d %H:%M}")
+    report = build_report(
+        db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
+        min_coverage=args.min_coverage, capacity_limit=limit, alert_seconds=args.alert_seconds,
+        venue=config.monitor.venue,
+    )
+    if report is None:
+        span = "".join(f" {word} {when}" for word, when in (("since", args.since), ("until", args.until)) if when)
+        print(f"occupancy: no traffic logged in {db_path}{span}", file=sys.stderr)
+        return 1
+    sys.stdout.write(RENDERERS[args.format](report, max(0, args.top)))
+    if args.plot:
+        plot_report(report, args.plot)
+    return 0

@@ -1,0 +1,194 @@
+"""Audio in: read WAV/FLAC files as 16 kHz mono float32 and slice any stream into 1-s windows.
+
+Files of any common rate, bit depth and channel count are accepted: channels are averaged,
+rates are converted with torchaudio's resampler. Every way a file can be unusable (missing, empty,
+truncated, corrupt, not audio) becomes an AudioError with one line naming the file.
+The WindowSlicer is the single place where a stream of samples becomes overlapping windows; files,
+replays and the live microphone all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from ..errors import AudioError
+from ..paths import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+_CHUNK_SECONDS = 30.0
+
+
+def check_wav_complete(path: Path) -> None:
+    """Refuse a WAV whose data chunk is shorter than its header says: libsndfile would read it silently."""
+    with open(path, "rb") as fh:
+        header = fh.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return  # not RIFF/WAVE (e.g. RF64, W64): leave it to libsndfile
+        size = path.stat().st_size
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return
+            tag, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if tag == b"data":
+                if length not in (0, 0xFFFFFFFF) and fh.tell() + length > size:
+                    missing = fh.tell() + length - size
+                    raise AudioError(f"{path}: truncated WAV file ({missing} bytes of audio missing)")
+                return
+            fh.seek(length + (length & 1), 1)
+
+
+def open_audio(path: str | Path) -> sf.SoundFile:
+    """Open an audio file for reading, turning every failure into a one-line AudioError."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() == ".wav":
+        check_wav_complete(path)
+    try:
+        handle = sf.SoundFile(path)
+    except sf.LibsndfileError as exc:
+        reason = str(exc).split(":", 1)[-1].strip() or "unreadable"
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if handle.frames == 0:
+        handle.close()
+        raise AudioError(f"{path}: audio file holds no samples")
+    return handle
+
+
+def to_mono_16k(block: np.ndarray, rate: int) -> np.ndarray:
+    """Average channels, convert to 16 kHz float32 and replace NaN/inf samples by silence."""
+    mono = block.mean(axis=1) if block.ndim == 2 else block
+    mono = np.asarray(mono, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+    if rate != SAMPLE_RATE and mono.size:
+        mono = AF.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
+    return mono
+
+
+def stream_audio(path: str | Path, chunk_seconds: float = _CHUNK_SECONDS) -> Iterator[np.ndarray]:
+    """Yield a file as 16 kHz mono float32 chunks, so hours of audio never sit in memory at once."""
+    path = Path(path)
+    with open_audio(path) as handle:
+        rate = handle.samplerate
+        frames = max(1, int(chunk_seconds * rate))
+        warned = False
+        try:
+            while True:
+                block = handle.read(frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                if not warned and not np.isfinite(block).all():
+                    log.warning("%s: NaN or infinite samples replaced by silence", path)
+                    warned = True
+                yield to_mono_16k(block, rate)
+        except sf.LibsndfileError as exc:
+            raise AudioError(f"{path}: truncated or corrupt audio ({exc})") from None
+
+
+def read_audio(path: str | Path) -> np.ndarray:
+    """The whole file as one 16 kHz mono float32 array."""
+    return np.concatenate(list(stream_audio(path)))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of audio and where it lies in its stream, in seconds from the stream's start."""
+
+    start_s: float
+    samples: np.ndarray
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + len(self.samples) / SAMPLE_RATE
+
+
+class WindowSlicer:
+    """Turns blocks of any size into fixed windows every `hop_s` seconds (a small ring of samples)."""
+
+    def __init__(self, window_s: float = 1.0, hop_s: float = 1.0):
+        if not 0 < hop_s <= window_s:
+            raise ValueError(f"hop must be in (0, window], got hop={hop_s} window={window_s}")
+        self.window = int(round(window_s * SAMPLE_RATE))
+        self.hop = int(round(hop_s * SAMPLE_RATE))
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._consumed = 0  # samples dropped from the front of the buffer so far
+
+    def push(self, block: np.ndarray) -> list[Window]:
+        """Add samples; return every window that is now complete."""
+        self._buffer = np.concatenate([self._buffer, np.asarray(block, dtype=np.float32)])
+        out = []
+        while len(self._buffer) >= self.window:
+            out.append(Window(self._consumed / SAMPLE_RATE, self._buffer[: self.window].copy()))
+            self._buffer = self._buffer[self.hop :]
+            self._consumed += self.hop
+        return out
+
+    def pending(self) -> int:
+        """Samples waiting for the next window."""
+        return len(self._buffer)
+
+
+def slice_windows(
+    chunks: Iterable[np.ndarray], window_s: float = 1.0, hop_s: float = 1.0, name: str = "audio"
+) -> Iterator[Window]:
+    """Windows of a finite stream; a stream shorter than one window is zero-padded, with a warning."""
+    slicer = WindowSlicer(window_s, hop_s)
+    produced = False
+    for chunk in chunks:
+        for window in slicer.push(chunk):
+            produced = True
+            yield window
+    if not produced:
+        have = slicer.pending()
+        log.warning(
+            "%s: only %.2f s of audio, shorter than one %.1f s window: padded with silence",
+            name, have / SAMPLE_RATE, window_s,
+        )
+        yield from slicer.push(np.zeros(slicer.window - have, dtype=np.float32))
+
+
+def file_windows(path: str | Path, window_s: float = 1.0, hop_s: float = 1.0) -> Iterator[Window]:
+    """The 1-s windows of one audio file."""
+    return slice_windows(stream_audio(path), window_s, hop_s, name=str(path))
+
+
+def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively, *.wav and *.flac) into a sorted list of files;
+    an AudioError when there is none at all."""
+    paths = [Path(p) for p in paths]
+    found: list[Path] = []
+    for item in paths:
+        if item.is_dir():
+            found.extend(
+                sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            )
+        else:
+            found.append(item)  # missing or odd files are reported when opened
+    if not found:
+        raise AudioError(f"{', '.join(map(str, paths))}: no .wav or .flac files found")
+    return found
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (-120 for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    return 20.0 * np.log10(max(rms, 1e-6))

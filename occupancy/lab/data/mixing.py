@@ -1,0 +1,264 @@
+"""Mixture recipes: how one labelled 1-s example is made from voices, rooms and background sound.
+
+`paper` is the seed paper's recipe (1-3 random crops averaged). `realistic` is what a ceiling microphone
+hears: 0..N voices, each really speaking in its crop, at unequal gains, often in a reverberant room,
+over real background sound, the whole window at a random loudness so that loudness says nothing
+about the count. Every random choice is drawn from the generator passed in, so an example is fixed
+by its seed whatever was decoded or cached before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+
+from .corpus import FRAME, WINDOW, AudioCache, DataError, NoiseFile, Speaker, process_cache
+from .rooms import RIR_LENGTH, SOURCES, RirBank
+from .splits import Splits
+
+RECIPES = ("realistic", "paper")
+VOICE_GAIN_DB = 9.0  # each voice within +-9 dB of the others
+SPEECH_LOUDNESS_DBFS = (-55.0, -12.0)
+EMPTY_LOUDNESS_DBFS = (-65.0, -15.0)  # as loud as speech, and further down to near-silent room tone
+SNR_DB = (3.0, 30.0)
+REAL_NOISE_SHARE = 0.8  # backgrounds under speech: real recordings, else coloured noise
+PEAK = 0.99
+_TRIES = 100  # random draws (a taken or silent speaker costs one) before giving up
+_FFT = 24576  # >= WINDOW + RIR_LENGTH - 1, and a fast FFT size (3 * 2**13)
+_LOG_FREQS = np.log(np.arange(1, WINDOW // 2 + 2, dtype=np.float32))
+
+
+def _rms(x: np.ndarray) -> float:
+    return max(float(np.sqrt(np.dot(x, x) / len(x))), 1e-7)
+
+
+def _db(value: float) -> float:
+    return float(20.0 * np.log10(max(value, 1e-7)))
+
+
+def coloured_noise(rng: np.random.Generator, alpha: float) -> np.ndarray:
+    """Unit-RMS noise with a 1/f**alpha power spectrum (0 white, 1 pink, 2 brown)."""
+    spectrum = scipy.fft.rfft(rng.standard_normal(WINDOW, dtype=np.float32))
+    x = scipy.fft.irfft(spectrum * np.exp(_LOG_FREQS * np.float32(-alpha / 2)), WINDOW).astype(np.float32)
+    return x / _rms(x)
+
+
+class Mixer:
+    """Makes examples for one split; uses the process's audio cache and keeps room spectra."""
+
+    def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float):
+        self.speakers = splits.speakers[split]
+        self.by_sex = {sex: splits.by_sex(split, sex) for sex in ("F", "M")}
+        self.noise = _by_folder(splits.noise)
+        self.empty_room = _by_folder([n for n in splits.noise if n.empty_room])
+        self.max_speakers = max_speakers
+        self.reverb_share = reverb_share
+        self.cache_mb = splits.config.cache_mb
+        self.cache: AudioCache | None = None
+        self.bank: RirBank | None = None
+        self._rir_spectra: dict[tuple[int, int], np.ndarray] = {}
+
+    def __getstate__(self):
+        """A spawned worker uses its own process cache, not a pickled copy of this one."""
+        return {**self.__dict__, "cache": None, "_rir_spectra": {}}
+
+    def preload(self) -> int:
+        """Decode every file this split can draw from into the process cache; returns the clips held.
+
+        Why: DataLoader workers are forked afresh each epoch from the parent, so without this each
+        of them decodes the corpus again every epoch; with it they all start from the parent's copy.
+        """
+        if self.cache is None:
+            self.cache = process_cache(self.cache_mb)
+        for speaker in self.speakers:
+            for path in speaker.files():
+                self.cache.get(path, speech=True)
+        for group in self.noise:
+            for noise in group:
+                self.cache.get(noise.path, speech=False)
+        return len(self.cache)
+
+    def make(self, recipe: str, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+        if self.cache is None:
+            self.cache = process_cache(self.cache_mb)
+        if recipe == "paper":
+            return self._paper(rng, count)
+        if count == 0:
+            return self._empty_room(rng)
+        return self._realistic(rng, count)
+
+    def _paper(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+        """The seed paper's recipe: `count` random speakers, random 1-s crops, plain average."""
+        if count > len(self.speakers):
+            raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
+        speakers = [self.speakers[p] for p in rng.choice(len(self.speakers), size=count, replace=False)]
+        files, offsets, crops = [], [], []
+        for speaker in speakers:
+            names = speaker.files()
+            if not names:
+                raise DataError(f"{speaker.folder}: speaker has no audio files")
+            files.append(names[rng.integers(len(names))])
+            clip = self.cache.get(files[-1], speech=True)
+            offsets.append(int(rng.integers(max(len(clip.samples) - WINDOW, 0) + 1)))
+            crops.append(clip.crop(offsets[-1]))
+        audio = np.mean(crops, axis=0, dtype=np.float32)
+        gains = [round(_db(1 / count), 2)] * count
+        return audio, _meta(
+            speakers, "paper", files=files, offsets=offsets, gains_db=gains, loudness_dbfs=round(_db(_rms(audio)), 2)
+        )
+
+    def _realistic(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+        # Every sex composition equally likely, among those a small split can provide.
+        low, high = max(0, count - len(self.by_sex["M"])), min(count, len(self.by_sex["F"]))
+        if low > high:
+            raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
+        females = int(rng.integers(low, high + 1))
+        sexes = rng.permutation(["F"] * females + ["M"] * (count - females))
+        voices = []
+        for sex in sexes:
+            voices.append(self._voice(rng, sex, [v[0] for v in voices]))
+        speakers, files, offsets, clips = (list(column) for column in zip(*voices))
+        gains_db = rng.uniform(-VOICE_GAIN_DB, VOICE_GAIN_DB, count)
+        room, sources = -1, []
+        if self.bank is not None and rng.random() < self.reverb_share:
+            room = int(rng.integers(self.bank.rooms))
+            # distinct talker positions while the room has enough of them
+            chosen = rng.permutation(SOURCES)[:count] if count <= SOURCES else rng.integers(SOURCES, size=count)
+            sources = [int(s) for s in chosen]
+            speech = self._reverberate(clips, offsets, gains_db, room, sources)
+        else:
+            speech = np.zeros(WINDOW, dtype=np.float32)
+            for clip, offset, gain in zip(clips, offsets, gains_db):
+                crop = clip.crop(offset)
+                speech += crop * np.float32(10 ** (gain / 20) / _rms(crop))
+        background, noise_meta = self._background(rng, real=rng.random() < REAL_NOISE_SHARE)
+        snr = float(rng.uniform(*SNR_DB))
+        mix = speech + background * np.float32(_rms(speech) / 10 ** (snr / 20))
+        audio, loudness = _set_loudness(mix, rng.uniform(*SPEECH_LOUDNESS_DBFS))
+        return audio, _meta(
+            speakers,
+            "realistic",
+            files=files,
+            offsets=offsets,
+            gains_db=[round(float(g), 2) for g in gains_db],
+            room=room,
+            rt60=round(float(self.bank.rt60[room]), 3) if room >= 0 else "",
+            rir_ids=[f"{room}/{s}" for s in sources],
+            **noise_meta,
+            snr_db=round(snr, 2),
+            loudness_dbfs=round(loudness, 2),
+        )
+
+    def _voice(self, rng: np.random.Generator, sex: str, taken: list[Speaker]):
+        """A speaker of this sex not yet in the mixture and a 1-s crop in which they speak."""
+        candidates = self.by_sex[sex]
+        for _ in range(_TRIES):
+            speaker = candidates[rng.integers(len(candidates))]
+            names = speaker.files()
+            if speaker in taken or not names:
+                continue
+            path = names[rng.integers(len(names))]
+            clip = self.cache.get(path, speech=True)
+            if len(clip.starts):
+                return speaker, path, int(clip.starts[rng.integers(len(clip.starts))]) * FRAME, clip
+        raise DataError(f"no 1-s stretch of clear speech found in {_TRIES} tries among {len(candidates)} speakers")
+
+    def _reverberate(self, clips, offsets, gains_db, room: int, sources: list[int]) -> np.ndarray:
+        """Each voice through its own impulse response; one inverse FFT for the sum (convolution is linear).
+
+        The voice's audio before the crop is convolved too, so the window opens with the room's tail.
+        """
+        total = 0
+        for clip, offset, gain, src in zip(clips, offsets, gains_db, sources):
+            x = clip.crop(offset - (RIR_LENGTH - 1), WINDOW + RIR_LENGTH - 1)
+            x *= np.float32(10 ** (gain / 20) / _rms(x[RIR_LENGTH - 1 :]))
+            total = total + scipy.fft.rfft(x, _FFT) * self._rir_spectrum(room, src)
+        return scipy.fft.irfft(total, _FFT)[RIR_LENGTH - 1 : RIR_LENGTH - 1 + WINDOW].astype(np.float32)
+
+    def _rir_spectrum(self, room: int, source: int) -> np.ndarray:
+        key = (room, source)
+        if key not in self._rir_spectra:
+            self._rir_spectra[key] = scipy.fft.rfft(self.bank.rirs[room, source], _FFT)
+        return self._rir_spectra[key]
+
+    def _background(self, rng: np.random.Generator, real: bool) -> tuple[np.ndarray, dict]:
+        """Unit-RMS background: a real recording, or coloured noise (white to brown)."""
+        if real:
+            noise = _pick_noise(rng, self.noise)
+            x, offset = self._noise_crop(rng, noise)
+            return x / _rms(x), {"noise_file": noise.path, "noise_offset": offset}
+        alpha = float(rng.uniform(0.0, 2.0))
+        return coloured_noise(rng, alpha), {"noise_colour": round(alpha, 3)}
+
+    def _noise_crop(self, rng: np.random.Generator, noise: NoiseFile) -> tuple[np.ndarray, int]:
+        clip = self.cache.get(noise.path, speech=False)
+        if len(clip.samples) <= WINDOW:  # short room-tone pieces are looped
+            return np.resize(clip.samples, WINDOW) * np.float32(1 / 32768), 0
+        offset = int(rng.integers(len(clip.samples) - WINDOW + 1))
+        return clip.crop(offset), offset
+
+    def _empty_room(self, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """Nobody speaks: real room sound, sometimes two sources or a faint microphone hiss beneath.
+
+        Never synthetic noise alone: a model must not learn that 'empty' means 'white noise'.
+        """
+        noise = _pick_noise(rng, self.empty_room)
+        x, offset = self._noise_crop(rng, noise)
+        meta = {"noise_file": noise.path, "noise_offset": offset}
+        if rng.random() < 0.4:
+            other = _pick_noise(rng, self.empty_room)
+            y, other_offset = self._noise_crop(rng, other)
+            x = x + y * np.float32(_rms(x) / _rms(y) * 10 ** (rng.uniform(-25, -5) / 20))
+            meta.update(second_noise_file=other.path, second_noise_offset=other_offset)
+        if rng.random() < 0.3:
+            alpha = float(rng.uniform(0.0, 2.0))
+            x = x + coloured_noise(rng, alpha) * np.float32(_rms(x) * 10 ** (rng.uniform(-40, -20) / 20))
+            meta.update(noise_colour=round(alpha, 3))
+        audio, loudness = _set_loudness(x, rng.uniform(*EMPTY_LOUDNESS_DBFS))
+        return audio, _meta([], "realistic", **meta, loudness_dbfs=round(loudness, 2))
+
+
+def _by_folder(noise: list[NoiseFile]) -> list[list[NoiseFile]]:
+    """Noise grouped by folder: 82 short room-tone pieces must not outweigh one long kitchen recording."""
+    groups: dict[str, list[NoiseFile]] = {}
+    for n in noise:
+        groups.setdefault(str(Path(n.path).parent), []).append(n)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _pick_noise(rng: np.random.Generator, groups: list[list[NoiseFile]]) -> NoiseFile:
+    group = groups[rng.integers(len(groups))]
+    return group[rng.integers(len(group))]
+
+
+def _set_loudness(x: np.ndarray, target_dbfs: float) -> tuple[np.ndarray, float]:
+    """Scale to the target RMS level, then down if needed so no sample clips; returns the level reached."""
+    x = x * np.float32(10 ** (target_dbfs / 20) / _rms(x))
+    peak = float(np.max(np.abs(x)))
+    if peak > PEAK:
+        x *= np.float32(PEAK / peak)
+    return x.astype(np.float32, copy=False), _db(_rms(x))
+
+
+COLUMNS = (
+    "Speakers", "Speakers Sex", "F", "M",  # the seed paper's columns
+    "recipe", "speaker_ids", "files", "offsets", "gains_db", "room", "rt60", "rir_ids",
+    "noise_file", "noise_offset", "second_noise_file", "second_noise_offset", "noise_colour",
+    "snr_db", "loudness_dbfs",
+    "split", "index", "seed", "epoch",  # MixtureDataset(split, seed).example(index) at this epoch rebuilds it
+)
+
+
+def _meta(speakers: list[Speaker], recipe: str, **fields) -> dict:
+    """One example's metadata, always with every column: the seed paper's first, then what rebuilds it."""
+    sexes = "".join(s.sex for s in speakers)
+    meta = dict.fromkeys(COLUMNS, "")
+    meta.update({"Speakers": len(speakers), "Speakers Sex": sexes, "F": sexes.count("F"), "M": sexes.count("M")})
+    meta.update(recipe=recipe, speaker_ids=[s.id for s in speakers], files=[], offsets=[], gains_db=[], room=-1, rir_ids=[])
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not metadata columns: {sorted(unknown)}")
+    meta.update(fields)
+    return meta

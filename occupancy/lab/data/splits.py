@@ -1,0 +1,75 @@
+"""Speaker-disjoint train/validation/test splits, balanced by sex, deterministic from a seed.
+
+Balance is kept per corpus and per sex, so every split holds the same mix of corpora, women and men;
+no speaker's voice is ever heard in two splits, so validation measures generalisation to new voices.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...config import DataConfig
+from .corpus import DataError, NoiseFile, Speaker, read_corpus, read_noise
+
+SPLITS = ("train", "validation", "test")
+FRACTIONS = {"validation": 0.1, "test": 0.1}  # train takes the rest
+
+
+@dataclass
+class Splits:
+    """Speakers per split plus the noise recordings; `config` carries the cache size and corpora."""
+
+    config: DataConfig
+    speakers: dict[str, list[Speaker]]
+    noise: list[NoiseFile] = field(default_factory=list)
+
+    def by_sex(self, split: str, sex: str) -> list[Speaker]:
+        return [s for s in self.speakers[split] if s.sex == sex]
+
+    def manifest(self) -> dict:
+        """Everything needed to reproduce the splits, as JSON-ready data."""
+        return {
+            "seed": self.config.seed,
+            "corpora": list(self.config.corpora),
+            "splits": {name: [asdict(s) for s in spk] for name, spk in self.speakers.items()},
+            "noise": [asdict(n) for n in self.noise],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.manifest(), indent=1) + "\n", encoding="utf-8")
+
+
+def split_speakers(speakers: list[Speaker], seed: int) -> dict[str, list[Speaker]]:
+    """Shuffle each (corpus, sex) group with the seed and deal it out in the split fractions."""
+    out: dict[str, list[Speaker]] = {name: [] for name in SPLITS}
+    groups: dict[tuple[str, str], list[Speaker]] = {}
+    for spk in sorted(speakers, key=lambda s: s.id):
+        groups.setdefault((spk.id.rsplit("/", 1)[0], spk.sex), []).append(spk)
+    rng = np.random.default_rng(seed)
+    for key in sorted(groups):
+        group = [groups[key][i] for i in rng.permutation(len(groups[key]))]
+        n_val = round(len(group) * FRACTIONS["validation"])
+        n_test = round(len(group) * FRACTIONS["test"])
+        out["validation"] += group[:n_val]
+        out["test"] += group[n_val : n_val + n_test]
+        out["train"] += group[n_val + n_test :]
+    return out
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Index the configured corpora and noise folders (lazily) and split their speakers."""
+    if not config.corpora:
+        raise DataError("no speech corpora configured (data.corpora is empty)")
+    speakers = [spk for root in config.corpora for spk in read_corpus(root)]
+    ids = [s.id for s in speakers]
+    if len(set(ids)) != len(ids):
+        raise DataError("two corpora share a folder name, so speaker ids collide: rename one folder")
+    splits = Splits(config, split_speakers(speakers, config.seed), read_noise(list(config.noise)))
+    for name, group in splits.speakers.items():
+        if not {s.sex for s in group} >= {"F", "M"}:
+            raise DataError(f"too few speakers: the {name} split needs at least one woman and one man")
+    return splits

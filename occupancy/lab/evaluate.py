@@ -1,0 +1,254 @@
+"""Measuring a counter: accuracy, per-count accuracy, confusion matrix and mean absolute count error.
+
+Test sets: mixtures drawn on the fly from the speaker-disjoint test split with a fixed seed (the
+realistic recipe dry and in simulated rooms, and the seed paper's recipe), or any folder in the dataset
+dataset's format (`Audio_<Set><k>.wav` files and `<Set>.csv` with a `Speakers` column).
+Beside the mixtures, two sets of real recordings as they are, nothing mixed in: every whole second
+of the empty-room noise files (count 0; they are also training backgrounds) and of the test
+speakers' utterances (count 1: one real voice alone must not be called two).
+The same mixtures made of the train speakers' voices tell a network that memorised its speakers
+(far better there than on the test split) from one short of capacity (no better there).
+Every figure is given for the whole counter (VAD gate + network) and for the network alone, and the
+VAD stage's own figures (share of non-speech / speech windows it lets through) beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..engine.audio import read_audio
+from ..config import Config
+from ..errors import OccupancyError
+from ..models.counter import Counter
+from ..models.io import metadata_path
+from ..paths import WINDOW
+
+log = logging.getLogger(__name__)
+
+# name -> MixtureDataset arguments; the accuracy each must reach for the shipped default.
+TEST_SETS = {
+    "realistic dry": dict(recipe="realistic", reverb_share=0.0),
+    "realistic reverberant": dict(recipe="realistic", reverb_share=1.0),
+    "paper recipe": dict(recipe="paper", reverb_share=0.0),
+}
+BARS = {"realistic dry": 0.93, "realistic reverberant": 0.88, "paper recipe": 0.90}
+
+
+def score(predicted: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict:
+    """Accuracy, per-count accuracy, confusion (rows truth, columns predicted) and MAE of the count."""
+    top = classes[-1]
+    truth = np.minimum(truth, top)  # the last class means "that many or more"
+    confusion = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    per_count = {str(c): (float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None)
+                 for c in classes}
+    return {
+        "n": int(len(truth)),
+        "accuracy": float((predicted == truth).mean()) if len(truth) else None,
+        "per_count": per_count,
+        "mae": float(np.abs(predicted - truth).mean()) if len(truth) else None,
+        "confusion": confusion.tolist(),
+    }
+
+
+def mixture_set(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
+                max_speakers: int, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`length` fixed mixtures of `split`'s speakers (same seed, same windows every time), their counts
+    and their numbers of women and men [length, 2]."""
+    from .data import MixtureDataset, load_splits
+
+    dataset = MixtureDataset(load_splits(config.data), split=split, recipe=recipe, length=length, seed=seed,
+                             fresh=False, reverb_share=reverb_share, max_speakers=max_speakers)
+    audio, counts, sexes = [], [], []
+    for batch in DataLoader(dataset, batch_size=250, num_workers=1):
+        audio.append(batch["audio"].numpy())
+        counts.append(batch["count"].numpy())
+        sexes.append(torch.stack([batch["females"], batch["males"]], dim=1).numpy())
+    return np.concatenate(audio), np.concatenate(counts), np.concatenate(sexes)
+
+
+def mixture_windows(config: Config, recipe: str, reverb_share: float, length: int, seed: int,
+                    max_speakers: int) -> tuple[np.ndarray, np.ndarray]:
+    """`length` fixed test mixtures and their counts (see mixture_set)."""
+    audio, counts, _ = mixture_set(config, recipe, reverb_share, length, seed, max_speakers)
+    return audio, counts
+
+
+def recording_sets(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The real recordings as they are, cut into whole seconds: name -> (windows, counts)."""
+    from .data import load_splits
+
+    splits = load_splits(config.data)
+    noise = [n.path for n in splits.noise if n.empty_room]
+    voices = [f for speaker in splits.speakers["test"] for f in speaker.files()]
+    return {"real non-speech": _whole_seconds(noise, count=0), "test voices alone": _whole_seconds(voices, count=1)}
+
+
+def _whole_seconds(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every whole 1-s window of the files (a shorter tail is left out rather than padded)."""
+    per_file = [s[: len(s) // WINDOW * WINDOW].reshape(-1, WINDOW) for s in map(read_audio, paths)]
+    windows = np.concatenate(per_file) if per_file else np.zeros((0, WINDOW), dtype=np.float32)
+    return windows, np.full(len(windows), count, dtype=np.int64)
+
+
+def folder_windows(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A dataset folder (`occupancy dataset make` writes them): the first second of each `Audio_<Set><k>.wav` and row k's `Speakers`."""
+    folder = Path(folder)
+    tables = sorted(folder.glob("*.csv"))
+    if len(tables) != 1:
+        raise OccupancyError(f"{folder}: expected exactly one <Set>.csv table beside the Audio_<Set><k>.wav files, "
+                             f"found {len(tables)}")
+    table = tables[0]
+    with open(table, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "Speakers" not in rows[0]:
+        raise OccupancyError(f"{table}: needs a 'Speakers' column")
+    windows = np.zeros((len(rows), WINDOW), dtype=np.float32)
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for k, row in enumerate(rows):
+        samples = read_audio(folder / f"Audio_{table.stem}{k}.wav")[:WINDOW]
+        windows[k, : len(samples)] = samples
+        try:
+            counts[k] = int(row["Speakers"])
+        except ValueError:
+            raise OccupancyError(f"{table}: row {k + 1}: Speakers must be a whole number, got {row['Speakers']!r}") from None
+    return windows, counts
+
+
+def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) -> dict:
+    """Scores of the network alone and, when the counter has one, of the VAD-gated counter."""
+    network = counter.count_probabilities(windows)
+    result = {"network": score(network.argmax(1), counts, counter.classes)}
+    if counter.vad:
+        speech = counter.speech_probability(windows) >= counter.vad_threshold
+        gated = np.where(speech, network.argmax(1), 0)
+        result["counter"] = score(gated, counts, counter.classes)
+        silent = counts == 0
+        result["vad"] = {
+            "threshold": counter.vad_threshold,
+            "speech_rate_on_non_speech": float(speech[silent].mean()) if silent.any() else None,
+            "speech_rate_on_speech": float(speech[~silent].mean()) if (~silent).any() else None,
+        }
+    else:
+        result["counter"] = result["network"]
+    return result
+
+
+def evaluate_sex(counter: Counter, windows: np.ndarray, counts: np.ndarray, sexes: np.ndarray) -> dict:
+    """How often the sex-composition head gets the women and men right, on windows where someone speaks.
+
+    Scored on the counter's own count (so a wrong count makes a wrong composition) and, separately,
+    on the windows whose count it got right (the head's own share of the errors).
+    """
+    probs, composition = counter.predict_with_sex(windows)
+    predicted = probs.argmax(axis=1)
+    speech = counts > 0
+    right = (composition == sexes).all(axis=1)
+    count_right = speech & (predicted == counts)
+    return {
+        "n": int(speech.sum()),
+        "composition_accuracy": float(right[speech].mean()) if speech.any() else None,
+        "composition_accuracy_when_count_right": float(right[count_right].mean()) if count_right.any() else None,
+        "women_accuracy": float((composition[speech, 0] == sexes[speech, 0]).mean()) if speech.any() else None,
+        "men_accuracy": float((composition[speech, 1] == sexes[speech, 1]).mean()) if speech.any() else None,
+    }
+
+
+def throughput(counter: Counter, windows: np.ndarray, batch: int, seconds: float = 3.0) -> dict:
+    """Windows per second in calls of `batch` windows (classify's), for the network alone and for the
+    whole counter (VAD included)."""
+    windows = windows[:batch]
+    rates = {}
+    stages = {"network": counter.count_probabilities, "counter": counter.predict}
+    for stage, fn in stages.items():
+        fn(windows[:8])  # warm-up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn(windows)
+            done += len(windows)
+        rates[stage] = round(done / (time.perf_counter() - started), 1)
+    rates.update(batch=len(windows), threads=torch.get_num_threads())
+    return rates
+
+
+def evaluate_model(counter: Counter, config: Config, *, split: str = "test", length: int = 2000, seed: int = 1234,
+                   data: str | Path | None = None) -> tuple[dict[str, dict], dict]:
+    """Each test set's scores (a dataset folder's, with `data`; with the test split also the real
+    recordings) and the counter's throughput on the last set's windows."""
+    results = {}
+    if data:
+        windows, counts = folder_windows(data)
+        results[Path(data).name] = evaluate_windows(counter, windows, counts)
+    else:
+        for set_name, kwargs in TEST_SETS.items():
+            log.info("scoring %s on %d %s mixtures", set_name, length, split)
+            windows, counts, sexes = mixture_set(config, length=length, seed=seed, max_speakers=counter.classes[-1],
+                                                 split=split, **kwargs)
+            results[set_name] = evaluate_windows(counter, windows, counts)
+            if counter.has_sex_head:
+                results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
+        for set_name, (recorded, counts) in (recording_sets(config) if split == "test" else {}).items():
+            log.info("scoring %s (%d windows of real recordings)", set_name, len(recorded))
+            results[set_name] = evaluate_windows(counter, recorded, counts)
+    return results, throughput(counter, windows, config.model.batch_size)
+
+
+def record_metrics(counter: Counter, results: dict, speed: dict) -> Path:
+    """Store each set's accuracies in the model's JSON (the 'metrics' the README table quotes)."""
+    meta_file = metadata_path(counter.path)
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    metrics = meta.setdefault("metrics", {})
+    for set_name, r in results.items():
+        metrics[set_name] = {"accuracy": round(r["counter"]["accuracy"], 4),
+                             "network_accuracy": round(r["network"]["accuracy"], 4),
+                             "mae": round(r["counter"]["mae"], 4), "n": r["counter"]["n"],
+                             "per_count": {k: (round(v, 4) if v is not None else None)
+                                           for k, v in r["counter"]["per_count"].items()}}
+        for extra in ("vad", "sex"):
+            if extra in r:
+                metrics[set_name][extra] = r[extra]
+    metrics["throughput_windows_per_s"] = speed
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta_file
+
+
+def _pct(value) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def format_report(name: str, results: dict[str, dict], classes: list[int], bars: dict[str, float] = BARS) -> str:
+    """The table `occupancy evaluate` prints: one line per test set (verdicts against `bars`), then each
+    confusion matrix."""
+    heads = " ".join(f"{'n=' + str(c) + ('+' if c == classes[-1] else ''):>6}" for c in classes)
+    lines = [f"model {name}",
+             f"{'test set':<24}{'n':>6} {'counter':>7} {'network':>7} {'MAE':>5}  {heads}  {'VAD 0->sp':>9} {'VAD sp':>6}  bar"]
+    for set_name, r in results.items():
+        c, vad = r["counter"], r.get("vad", {})
+        per = " ".join(f"{_pct(c['per_count'][str(k)]):>6}" for k in classes)
+        bar = bars.get(set_name)
+        verdict = "" if bar is None else f"{'PASS' if c['accuracy'] >= bar else 'FAIL'} (>= {100 * bar:.0f}%)"
+        lines.append(f"{set_name:<24}{c['n']:>6} {_pct(c['accuracy']):>7} {_pct(r['network']['accuracy']):>7} "
+                     f"{c['mae']:5.3f}  {per}  {_pct(vad.get('speech_rate_on_non_speech')):>9} "
+                     f"{_pct(vad.get('speech_rate_on_speech')):>6}  {verdict}")
+    sexed = {name: r["sex"] for name, r in results.items() if "sex" in r}
+    if sexed:
+        lines.append(f"\nsex composition (windows with speech)  {'women+men':>9} {'if count right':>14} "
+                     f"{'women':>6} {'men':>6}")
+        for set_name, x in sexed.items():
+            lines.append(f"{set_name:<24}{x['n']:>6}    {_pct(x['composition_accuracy']):>9} "
+                         f"{_pct(x['composition_accuracy_when_count_right']):>14} {_pct(x['women_accuracy']):>6} "
+                         f"{_pct(x['men_accuracy']):>6}")
+    for set_name, r in results.items():
+        lines.append(f"\nconfusion, {set_name} (rows: true count, columns: predicted)")
+        lines.append("      " + "".join(f"{c:>7}" for c in classes))
+        for c, row in zip(classes, r["counter"]["confusion"]):
+            lines.append(f"{c:>6}" + "".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""What a person watches while the engine runs: the Textual dashboard and the headless lines."""
