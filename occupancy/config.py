@@ -83,7 +83,8 @@ class DataConfig:
         ["../shared/data/librispeech-mini", "../shared/data/speechocean762-train"], kind="paths"
     )
     noise: list[str] = _opt(["../shared/data/noise"], kind="paths")
-    recipe: str = _opt("realistic", choices=["realistic", "paper"], renamed=RENAMED["recipe"])
+    recordings: list[str] = _opt(["../shared/data/real"], kind="paths")
+    recipe: str = _opt("realistic", choices=["realistic", "paper", "scenes"], renamed=RENAMED["recipe"])
     max_speakers: int = _opt(3, low=1, high=10)
     seed: int = _opt(0, low=0, high=2**31 - 1)
     cache_mb: int = _opt(512, low=16, high=65536)

@@ -11,7 +11,7 @@ from ..config import Config, current_name, override
 from ..errors import OccupancyError
 from ..paths import MODELS_DIR, RUNS_DIR
 
-RECIPES = ("realistic", "paper")
+RECIPES = ("realistic", "paper", "scenes")
 
 
 def add_command(subparsers) -> None:
@@ -75,7 +75,8 @@ def run_dataset_make(args: argparse.Namespace, config: Config) -> int:
 # ---- train ----------------------------------------------------------------------------------------------------
 
 TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float), ("train_length", int),
-               ("val_length", int), ("reverb_share", float), ("paper_share", float), ("label_smoothing", float),
+               ("val_length", int), ("reverb_share", float), ("paper_share", float), ("scene_share", float),
+               ("label_smoothing", float),
                ("patience", int), ("max_minutes", float), ("seed", int), ("workers", int), ("max_speakers", int))
 
 

@@ -3,9 +3,10 @@
 Test sets: mixtures drawn on the fly from the speaker-disjoint test split with a fixed seed (the
 realistic recipe dry and in simulated rooms, and the seed paper's recipe), or any folder in the dataset
 dataset's format (`Audio_<Set><k>.wav` files and `<Set>.csv` with a `Speakers` column).
-Beside the mixtures, two sets of real recordings as they are, nothing mixed in: every whole second
-of the empty-room noise files (count 0; they are also training backgrounds) and of the test
-speakers' utterances (count 1: one real voice alone must not be called two).
+Beside the mixtures, real recordings as they are, nothing mixed in: every whole second of the
+held-out empty-room noise files (count 0; never heard in training), as recorded and played at a
+quiet venue's -70..-40 dBFS, of the test speakers' utterances (count 1: one real voice alone must
+not be called two), and of each recording with per-second truth in `data.recordings`.
 The same mixtures made of the train speakers' voices tell a network that memorised its speakers
 (far better there than on the test split) from one short of capacity (no better there).
 Every figure is given for the whole counter (VAD gate + network) and for the network alone, and the
@@ -29,7 +30,7 @@ from ..config import Config
 from ..errors import OccupancyError
 from ..models.counter import Counter
 from ..models.io import metadata_path
-from ..paths import WINDOW
+from ..paths import SAMPLE_RATE, WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,15 @@ TEST_SETS = {
     "realistic reverberant": dict(recipe="realistic", reverb_share=1.0),
     "paper recipe": dict(recipe="paper", reverb_share=0.0),
 }
-BARS = {"realistic dry": 0.93, "realistic reverberant": 0.88, "paper recipe": 0.90}
+# name -> scene settings: conversations of 10-30 s, every labelled second (see lab/data/scenes.py)
+SCENE_SETS = {
+    "conversation scenes, dry": dict(reverb_share=0.0),
+    "conversation scenes, rooms": dict(reverb_share=1.0),
+}
+QUIET_ROOM_DBFS = (-70.0, -40.0)  # RMS levels of an empty venue, where "nobody speaks" must hold
+BARS = {"realistic dry": 0.93, "realistic reverberant": 0.84, "paper recipe": 0.90, "conversation scenes, dry": 0.92,
+        "conversation scenes, rooms": 0.84, "held-out non-speech, -70..-40 dBFS": 0.99, "test voices alone": 0.97,
+        "real: conversation-4-speakers": 0.97}
 
 
 def score(predicted: np.ndarray, truth: np.ndarray, classes: list[int]) -> dict:
@@ -82,14 +91,70 @@ def mixture_windows(config: Config, recipe: str, reverb_share: float, length: in
     return audio, counts
 
 
+def scene_set(config: Config, reverb_share: float, scenes: int, seed: int, max_speakers: int,
+              split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Every labelled second of `scenes` fixed conversation scenes of `split`'s speakers (1 to
+    `max_speakers` + 1 talkers each), and its count."""
+    from .data import load_splits
+    from .data.mixing import Mixer
+    from .data.rooms import rir_bank
+    from .data.scenes import scene_windows
+
+    splits = load_splits(config.data)
+    mixer = Mixer(splits, split, max_speakers, reverb_share)
+    if reverb_share > 0:
+        mixer.bank = rir_bank(config.data.rir_rooms)
+    return scene_windows(mixer, seed, scenes, max_talkers=max_speakers + 1)
+
+
 def recording_sets(config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The real recordings as they are, cut into whole seconds: name -> (windows, counts)."""
+    """Real recordings as they are, cut into whole seconds: name -> (windows, counts).
+
+    The held-out empty-room noise (never in training) as recorded and at a quiet venue's levels, the
+    test speakers alone, and every recording with per-second truth in `data.recordings`.
+    """
     from .data import load_splits
 
     splits = load_splits(config.data)
-    noise = [n.path for n in splits.noise if n.empty_room]
+    noise, zeros = _whole_seconds([n.path for n in splits.test_noise if n.empty_room], count=0)
     voices = [f for speaker in splits.speakers["test"] for f in speaker.files()]
-    return {"real non-speech": _whole_seconds(noise, count=0), "test voices alone": _whole_seconds(voices, count=1)}
+    sets = {
+        "held-out non-speech": (noise, zeros),
+        "held-out non-speech, -70..-40 dBFS": (_at_levels(noise, QUIET_ROOM_DBFS, seed=0), zeros),
+        "test voices alone": _whole_seconds(voices, count=1),
+    }
+    for folder in map(Path, config.data.recordings):
+        if not folder.is_dir():
+            log.warning("%s: recordings folder not found (data.recordings): left out", folder)
+            continue
+        for truth in sorted(folder.glob("*.csv")):
+            audio = next((p for p in (truth.with_suffix(".wav"), truth.with_suffix(".flac")) if p.is_file()), None)
+            if audio is not None:
+                sets[f"real: {truth.stem}"] = _labelled_seconds(audio, truth)
+    return sets
+
+
+def _at_levels(windows: np.ndarray, levels_dbfs: tuple[float, float], seed: int) -> np.ndarray:
+    """Each window scaled to an RMS level drawn uniformly (in dB) from `levels_dbfs`."""
+    rng = np.random.default_rng(seed)
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+    target = 10 ** (rng.uniform(*levels_dbfs, size=len(windows)) / 20)
+    gain = np.where(rms > 0, target / np.maximum(rms, 1e-12), 0.0)
+    return (windows * gain[:, None]).astype(np.float32)
+
+
+def _labelled_seconds(audio: Path, truth: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The windows a truth CSV (start_s, end_s, count) labels in a recording, and their counts."""
+    samples = read_audio(audio)
+    with open(truth, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        spans = [(round(float(r["start_s"]) * SAMPLE_RATE), int(r["count"])) for r in rows]
+    except (KeyError, ValueError) as exc:
+        raise OccupancyError(f"{truth}: needs columns start_s, end_s, count with numbers ({exc})") from None
+    spans = [(start, count) for start, count in spans if start + WINDOW <= len(samples)]
+    windows = np.stack([samples[start:start + WINDOW] for start, _ in spans]) if spans else np.zeros((0, WINDOW), np.float32)
+    return windows, np.array([count for _, count in spans], dtype=np.int64)
 
 
 def _whole_seconds(paths: list[str], count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +260,12 @@ def evaluate_model(counter: Counter, config: Config, *, split: str = "test", len
             results[set_name] = evaluate_windows(counter, windows, counts)
             if counter.has_sex_head:
                 results[set_name]["sex"] = evaluate_sex(counter, windows, counts, sexes)
+        for set_name, kwargs in SCENE_SETS.items():
+            scenes = max(1, length // 12)  # about 12 labelled seconds a scene: as many windows as a mixture set
+            log.info("scoring %s on %d %s scenes", set_name, scenes, split)
+            windows, counts = scene_set(config, scenes=scenes, seed=seed, max_speakers=counter.classes[-1],
+                                        split=split, **kwargs)
+            results[set_name] = evaluate_windows(counter, windows, counts)
         for set_name, (recorded, counts) in (recording_sets(config) if split == "test" else {}).items():
             log.info("scoring %s (%d windows of real recordings)", set_name, len(recorded))
             results[set_name] = evaluate_windows(counter, recorded, counts)

@@ -62,6 +62,7 @@ class TrainSettings:
     reverb_share: float = _DATA.reverb_share
     max_speakers: int = _DATA.max_speakers
     paper_share: float = 0.2  # share of each epoch drawn with the seed paper's recipe
+    scene_share: float = 0.0  # share of each epoch drawn from conversation scenes (lab/data/scenes.py)
     sex_head: bool = False
     patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
     max_minutes: float = 0.0  # stop after the epoch that passes this ("time": at this minute); 0: no limit
@@ -73,7 +74,7 @@ class TrainSettings:
 PRESETS = {
     # The seed paper: batch 32, Adam, lr 1e-4, 10 epochs, cross-entropy, its own recipe, no extras.
     "paper": dict(batch_size=32, optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="constant",
-                  epochs=10, recipe="paper", paper_share=0.0, reverb_share=0.0, patience=0),
+                  epochs=10, recipe="paper", paper_share=0.0, scene_share=0.0, reverb_share=0.0, patience=0),
     "default": {},
 }
 
@@ -100,21 +101,20 @@ def _seed_everything(seed: int) -> None:
 
 
 def _datasets(config: Config, s: TrainSettings):
-    """Fresh training mixtures (a `paper_share` of them by the seed paper's recipe) and a fixed validation set."""
+    """Fresh training examples of the main recipe, with a `paper_share` by the seed paper's recipe and a
+    `scene_share` of seconds from conversation scenes, and a fixed validation set of the main recipe."""
     try:
         from .data import MixtureDataset, load_splits
     except ImportError as exc:
         raise OccupancyError(f"the mixture dataset (occupancy.lab.data) is not available: {exc}") from None
     splits = load_splits(config.data)
-    parts = []
-    n_paper = int(round(s.train_length * s.paper_share)) if s.recipe != "paper" else 0
-    if s.train_length - n_paper > 0:
-        parts.append(MixtureDataset(splits, split="train", recipe=s.recipe, length=s.train_length - n_paper,
-                                    seed=s.seed, fresh=True, reverb_share=s.reverb_share,
-                                    max_speakers=s.max_speakers))
-    if n_paper:
-        parts.append(MixtureDataset(splits, split="train", recipe="paper", length=n_paper, seed=s.seed + 1,
-                                    fresh=True, reverb_share=s.reverb_share, max_speakers=s.max_speakers))
+    lengths = {recipe: int(round(s.train_length * share))
+               for recipe, share in (("paper", s.paper_share), ("scenes", s.scene_share)) if recipe != s.recipe}
+    lengths = {s.recipe: s.train_length - sum(lengths.values()), **lengths}
+    seeds = {s.recipe: s.seed, "paper": s.seed + 1, "scenes": s.seed + 3}  # + 2 is validation's
+    parts = [MixtureDataset(splits, split="train", recipe=recipe, length=length, seed=seeds[recipe], fresh=True,
+                            reverb_share=s.reverb_share, max_speakers=s.max_speakers)
+             for recipe, length in lengths.items() if length > 0]
     val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
                          fresh=False, reverb_share=s.reverb_share, max_speakers=s.max_speakers)
     if s.workers > 1:

@@ -16,7 +16,7 @@ import torch
 from occupancy.cli import main
 from occupancy.config import DataConfig
 from occupancy.lab.data import DataError, MixtureDataset, load_splits
-from occupancy.lab.data.corpus import FRAME, AudioCache, active_starts, read_corpus, read_noise
+from occupancy.lab.data.corpus import FRAME, AudioCache, active_frames, active_starts, read_corpus, read_noise
 from occupancy.lab.data.writer import FILE_NAMES, make_dataset
 
 RATE = 16000
@@ -56,10 +56,11 @@ def make_noise(root: Path) -> Path:
     root.mkdir(parents=True)
     hum = 0.05 * np.sin(2 * np.pi * 50 * np.arange(3 * RATE) / RATE) + 0.01 * rng.standard_normal(3 * RATE)
     sf.write(root / "hum.flac", hum.astype(np.float32), RATE)
+    sf.write(root / "fan.flac", 0.02 * rng.standard_normal(3 * RATE).astype(np.float32), RATE)
     sf.write(root / "snoring.flac", _speechlike(rng, 2.0, 90.0), RATE)
     sf.write(root / "crowd.flac", 0.05 * rng.standard_normal(2 * RATE).astype(np.float32), RATE)
     (root / "SOURCES.md").write_text(
-        "| file | dur s | content | flag |\n|---|---|---|---|\n| hum.flac | 3 | hum | |\n"
+        "| file | dur s | content | flag |\n|---|---|---|---|\n| hum.flac | 3 | hum | |\n| fan.flac | 3 | fan | |\n"
         "| snoring.flac | 2 | snoring | HUMAN-VOCAL |\n| crowd.flac | 2 | crowd | MAYBE-VOICES |\n"
     )
     return root
@@ -92,7 +93,7 @@ def test_speechocean_layout_and_noise_flags(tmp_path):
     (root / "spk2gender").write_text("0001\tm\n0006\tf\n")
     assert [(s.id, s.sex, len(s.files())) for s in read_corpus(root)] == [("so/0001", "M", 1), ("so/0006", "F", 1)]
     noise = {Path(n.path).name: n.empty_room for n in read_noise([str(make_noise(tmp_path / "noise"))])}
-    assert noise == {"hum.flac": True, "crowd.flac": False}  # snoring dropped, crowd only under speech
+    assert noise == {"hum.flac": True, "fan.flac": True, "crowd.flac": False}  # snoring dropped, crowd only under speech
 
 
 def test_unknown_layout_is_a_one_line_error(tmp_path):
@@ -104,11 +105,11 @@ def test_crops_start_only_where_speech_fills_most_frames():
     rng = np.random.default_rng(0)
     speech = _speechlike(rng, 1.5, 150.0)
     audio = np.concatenate([speech, 1e-4 * rng.standard_normal(RATE).astype(np.float32)])
-    starts = active_starts(audio)
+    starts = active_starts(active_frames(audio))
     frames_of_speech = len(speech) // FRAME
     # a crop must hold >= 30 of its 50 frames in speech: it starts >= 30 frames before the speech ends
     assert len(starts) and starts.max() <= frames_of_speech - 30 + 1 and starts.min() == 0
-    assert len(active_starts(audio[: RATE // 2])) == 0
+    assert len(active_starts(active_frames(audio[: RATE // 2]))) == 0
 
 
 def test_audio_cache_stays_within_its_bound(tmp_path):

@@ -154,20 +154,26 @@ def _read_flags(sources: Path) -> dict[str, set[str]]:
     return flags
 
 
-def active_starts(samples: np.ndarray) -> np.ndarray:
-    """Frame indexes where a 1-s crop may start so that >= 60 % of its 20-ms frames hold speech.
+def active_frames(samples: np.ndarray) -> np.ndarray:
+    """Which 20-ms frames of an utterance hold speech: bool [len // FRAME].
 
     A frame is active when it is within 30 dB of the utterance's loud frames (95th percentile) and
     6 dB above its quietest frames: relative to the recording, so any level or microphone works.
     """
     frames = len(samples) // FRAME
-    per_window = WINDOW // FRAME
-    if frames < per_window:
-        return np.zeros(0, dtype=np.int64)
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
     power = np.square(samples[: frames * FRAME].reshape(frames, FRAME).astype(np.float32)).mean(axis=1)
     db = 10.0 * np.log10(power + 1e-12)
     loud, floor = np.percentile(db, [95, 5])
-    active = db > max(loud - 30.0, min(floor + 6.0, loud - 12.0))
+    return db > max(loud - 30.0, min(floor + 6.0, loud - 12.0))
+
+
+def active_starts(active: np.ndarray) -> np.ndarray:
+    """Frame indexes where a 1-s crop may start so that >= 60 % of its 20-ms frames hold speech."""
+    per_window = WINDOW // FRAME
+    if len(active) < per_window:
+        return np.zeros(0, dtype=np.int64)
     running = np.concatenate([[0], np.cumsum(active)])
     in_window = running[per_window:] - running[:-per_window]
     return np.flatnonzero(in_window >= MIN_ACTIVE * per_window)
@@ -179,10 +185,11 @@ class Clip:
 
     samples: np.ndarray
     starts: np.ndarray | None  # valid crop starts in frames (speech only)
+    active: np.ndarray | None  # which 20-ms frames hold speech (speech only)
 
     @property
     def nbytes(self) -> int:
-        return self.samples.nbytes + (self.starts.nbytes if self.starts is not None else 0)
+        return self.samples.nbytes + sum(a.nbytes for a in (self.starts, self.active) if a is not None)
 
     def crop(self, offset: int, length: int = WINDOW) -> np.ndarray:
         """`length` float32 samples from `offset`; zeros outside the file."""
@@ -211,9 +218,11 @@ class AudioCache:
             self._clips.move_to_end(key)
             return clip
         samples = read_audio(path)
+        active = active_frames(samples) if speech else None
         clip = Clip(
             np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16),
-            active_starts(samples) if speech else None,
+            active_starts(active) if speech else None,
+            active,
         )
         self._clips[key] = clip
         self.bytes += clip.nbytes

@@ -11,6 +11,7 @@ import torch
 
 from .corpus import DataError
 from .mixing import RECIPES, Mixer
+from .scenes import scene_example
 from .rooms import rir_bank
 from .splits import SPLITS, Splits
 
@@ -41,7 +42,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.seed, self.fresh, self.max_speakers = seed, fresh, max_speakers
         self.epoch = 0
         self.mixer = Mixer(splits, split, max_speakers, reverb_share)
-        if recipe == "realistic" and reverb_share > 0:
+        if recipe in ("realistic", "scenes") and reverb_share > 0:
             # Loaded here, before DataLoader workers fork, so they share one copy.
             self.mixer.bank = rir_bank(splits.config.rir_rooms)
 
@@ -69,7 +70,10 @@ class MixtureDataset(torch.utils.data.Dataset):
             raise IndexError(f"example {index} out of range 0..{self.length - 1}")
         epoch = self.epoch if self.fresh else 0
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), epoch, index])
-        audio, meta = self.mixer.make(self.recipe, rng, self.count_of(index))
+        if self.recipe == "scenes":
+            audio, meta = scene_example(self.mixer, rng, self.count_of(index))
+        else:
+            audio, meta = self.mixer.make(self.recipe, rng, self.count_of(index))
         meta.update(split=self.split, index=index, seed=self.seed, epoch=epoch)
         return audio, meta
 

@@ -18,7 +18,7 @@ from .corpus import FRAME, WINDOW, AudioCache, DataError, NoiseFile, Speaker, pr
 from .rooms import RIR_LENGTH, SOURCES, RirBank
 from .splits import Splits
 
-RECIPES = ("realistic", "paper")
+RECIPES = ("realistic", "paper", "scenes")  # scenes: see scenes.py
 VOICE_GAIN_DB = 9.0  # each voice within +-9 dB of the others
 SPEECH_LOUDNESS_DBFS = (-55.0, -12.0)
 EMPTY_LOUDNESS_DBFS = (-65.0, -15.0)  # as loud as speech, and further down to near-silent room tone
@@ -30,7 +30,7 @@ _FFT = 24576  # >= WINDOW + RIR_LENGTH - 1, and a fast FFT size (3 * 2**13)
 _LOG_FREQS = np.log(np.arange(1, WINDOW // 2 + 2, dtype=np.float32))
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
     return max(float(np.sqrt(np.dot(x, x) / len(x))), 1e-7)
 
 
@@ -42,7 +42,7 @@ def coloured_noise(rng: np.random.Generator, alpha: float) -> np.ndarray:
     """Unit-RMS noise with a 1/f**alpha power spectrum (0 white, 1 pink, 2 brown)."""
     spectrum = scipy.fft.rfft(rng.standard_normal(WINDOW, dtype=np.float32))
     x = scipy.fft.irfft(spectrum * np.exp(_LOG_FREQS * np.float32(-alpha / 2)), WINDOW).astype(np.float32)
-    return x / _rms(x)
+    return x / rms(x)
 
 
 class Mixer:
@@ -51,8 +51,8 @@ class Mixer:
     def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float):
         self.speakers = splits.speakers[split]
         self.by_sex = {sex: splits.by_sex(split, sex) for sex in ("F", "M")}
-        self.noise = _by_folder(splits.noise)
-        self.empty_room = _by_folder([n for n in splits.noise if n.empty_room])
+        self.noise = _by_folder(splits.noise_of(split))
+        self.empty_room = _by_folder([n for n in splits.noise_of(split) if n.empty_room])
         self.max_speakers = max_speakers
         self.reverb_share = reverb_share
         self.cache_mb = splits.config.cache_mb
@@ -70,8 +70,7 @@ class Mixer:
         Why: DataLoader workers are forked afresh each epoch from the parent, so without this each
         of them decodes the corpus again every epoch; with it they all start from the parent's copy.
         """
-        if self.cache is None:
-            self.cache = process_cache(self.cache_mb)
+        self.open_cache()
         for speaker in self.speakers:
             for path in speaker.files():
                 self.cache.get(path, speech=True)
@@ -80,9 +79,14 @@ class Mixer:
                 self.cache.get(noise.path, speech=False)
         return len(self.cache)
 
-    def make(self, recipe: str, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+    def open_cache(self) -> AudioCache:
+        """The process's audio cache (made on first use, so a forked worker starts from its parent's)."""
         if self.cache is None:
             self.cache = process_cache(self.cache_mb)
+        return self.cache
+
+    def make(self, recipe: str, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+        self.open_cache()
         if recipe == "paper":
             return self._paper(rng, count)
         if count == 0:
@@ -105,8 +109,8 @@ class Mixer:
             crops.append(clip.crop(offsets[-1]))
         audio = np.mean(crops, axis=0, dtype=np.float32)
         gains = [round(_db(1 / count), 2)] * count
-        return audio, _meta(
-            speakers, "paper", files=files, offsets=offsets, gains_db=gains, loudness_dbfs=round(_db(_rms(audio)), 2)
+        return audio, meta_row(
+            speakers, "paper", files=files, offsets=offsets, gains_db=gains, loudness_dbfs=round(_db(rms(audio)), 2)
         )
 
     def _realistic(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
@@ -132,12 +136,12 @@ class Mixer:
             speech = np.zeros(WINDOW, dtype=np.float32)
             for clip, offset, gain in zip(clips, offsets, gains_db):
                 crop = clip.crop(offset)
-                speech += crop * np.float32(10 ** (gain / 20) / _rms(crop))
+                speech += crop * np.float32(10 ** (gain / 20) / rms(crop))
         background, noise_meta = self._background(rng, real=rng.random() < REAL_NOISE_SHARE)
         snr = float(rng.uniform(*SNR_DB))
-        mix = speech + background * np.float32(_rms(speech) / 10 ** (snr / 20))
-        audio, loudness = _set_loudness(mix, rng.uniform(*SPEECH_LOUDNESS_DBFS))
-        return audio, _meta(
+        mix = speech + background * np.float32(rms(speech) / 10 ** (snr / 20))
+        audio, loudness = set_loudness(mix, rng.uniform(*SPEECH_LOUDNESS_DBFS))
+        return audio, meta_row(
             speakers,
             "realistic",
             files=files,
@@ -173,7 +177,7 @@ class Mixer:
         total = 0
         for clip, offset, gain, src in zip(clips, offsets, gains_db, sources):
             x = clip.crop(offset - (RIR_LENGTH - 1), WINDOW + RIR_LENGTH - 1)
-            x *= np.float32(10 ** (gain / 20) / _rms(x[RIR_LENGTH - 1 :]))
+            x *= np.float32(10 ** (gain / 20) / rms(x[RIR_LENGTH - 1 :]))
             total = total + scipy.fft.rfft(x, _FFT) * self._rir_spectrum(room, src)
         return scipy.fft.irfft(total, _FFT)[RIR_LENGTH - 1 : RIR_LENGTH - 1 + WINDOW].astype(np.float32)
 
@@ -186,9 +190,9 @@ class Mixer:
     def _background(self, rng: np.random.Generator, real: bool) -> tuple[np.ndarray, dict]:
         """Unit-RMS background: a real recording, or coloured noise (white to brown)."""
         if real:
-            noise = _pick_noise(rng, self.noise)
+            noise = pick_noise(rng, self.noise)
             x, offset = self._noise_crop(rng, noise)
-            return x / _rms(x), {"noise_file": noise.path, "noise_offset": offset}
+            return x / rms(x), {"noise_file": noise.path, "noise_offset": offset}
         alpha = float(rng.uniform(0.0, 2.0))
         return coloured_noise(rng, alpha), {"noise_colour": round(alpha, 3)}
 
@@ -204,20 +208,20 @@ class Mixer:
 
         Never synthetic noise alone: a model must not learn that 'empty' means 'white noise'.
         """
-        noise = _pick_noise(rng, self.empty_room)
+        noise = pick_noise(rng, self.empty_room)
         x, offset = self._noise_crop(rng, noise)
         meta = {"noise_file": noise.path, "noise_offset": offset}
         if rng.random() < 0.4:
-            other = _pick_noise(rng, self.empty_room)
+            other = pick_noise(rng, self.empty_room)
             y, other_offset = self._noise_crop(rng, other)
-            x = x + y * np.float32(_rms(x) / _rms(y) * 10 ** (rng.uniform(-25, -5) / 20))
+            x = x + y * np.float32(rms(x) / rms(y) * 10 ** (rng.uniform(-25, -5) / 20))
             meta.update(second_noise_file=other.path, second_noise_offset=other_offset)
         if rng.random() < 0.3:
             alpha = float(rng.uniform(0.0, 2.0))
-            x = x + coloured_noise(rng, alpha) * np.float32(_rms(x) * 10 ** (rng.uniform(-40, -20) / 20))
+            x = x + coloured_noise(rng, alpha) * np.float32(rms(x) * 10 ** (rng.uniform(-40, -20) / 20))
             meta.update(noise_colour=round(alpha, 3))
-        audio, loudness = _set_loudness(x, rng.uniform(*EMPTY_LOUDNESS_DBFS))
-        return audio, _meta([], "realistic", **meta, loudness_dbfs=round(loudness, 2))
+        audio, loudness = set_loudness(x, rng.uniform(*EMPTY_LOUDNESS_DBFS))
+        return audio, meta_row([], "realistic", **meta, loudness_dbfs=round(loudness, 2))
 
 
 def _by_folder(noise: list[NoiseFile]) -> list[list[NoiseFile]]:
@@ -228,18 +232,18 @@ def _by_folder(noise: list[NoiseFile]) -> list[list[NoiseFile]]:
     return [groups[k] for k in sorted(groups)]
 
 
-def _pick_noise(rng: np.random.Generator, groups: list[list[NoiseFile]]) -> NoiseFile:
+def pick_noise(rng: np.random.Generator, groups: list[list[NoiseFile]]) -> NoiseFile:
     group = groups[rng.integers(len(groups))]
     return group[rng.integers(len(group))]
 
 
-def _set_loudness(x: np.ndarray, target_dbfs: float) -> tuple[np.ndarray, float]:
+def set_loudness(x: np.ndarray, target_dbfs: float) -> tuple[np.ndarray, float]:
     """Scale to the target RMS level, then down if needed so no sample clips; returns the level reached."""
-    x = x * np.float32(10 ** (target_dbfs / 20) / _rms(x))
+    x = x * np.float32(10 ** (target_dbfs / 20) / rms(x))
     peak = float(np.max(np.abs(x)))
     if peak > PEAK:
         x *= np.float32(PEAK / peak)
-    return x.astype(np.float32, copy=False), _db(_rms(x))
+    return x.astype(np.float32, copy=False), _db(rms(x))
 
 
 COLUMNS = (
@@ -251,7 +255,7 @@ COLUMNS = (
 )
 
 
-def _meta(speakers: list[Speaker], recipe: str, **fields) -> dict:
+def meta_row(speakers: list[Speaker], recipe: str, **fields) -> dict:
     """One example's metadata, always with every column: the seed paper's first, then what rebuilds it."""
     sexes = "".join(s.sex for s in speakers)
     meta = dict.fromkeys(COLUMNS, "")
