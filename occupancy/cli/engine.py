@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -115,8 +116,8 @@ def run_monitor(args, config: Config) -> int:
     config = override(config, "audio", device=args.device, hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
     spec = config.audio.device
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError(f"--duration: must be a positive number of seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < math.inf:  # NaN fails this too
+        raise ConfigError(f"--duration: must be a positive, finite number of seconds, got {args.duration}")
     try:
         find_device(spec)
         source = MicSource(spec, config.audio.block_size)

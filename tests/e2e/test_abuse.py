@@ -1,0 +1,53 @@
+"""The log tells the truth under abuse (issue 20): each way a venue could mislead the log or be misled
+by it, through the real `occupancy` command, real SQLite files and real audio. Each ends in correct
+behaviour, or in one line and a non-zero exit with nothing already committed lost and no figure
+invented.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from occupancy.cli import main
+from occupancy.config import load_config
+from occupancy.models import default_model_path
+from occupancy.sample import SAMPLE_AUDIO
+
+pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
+
+
+def one_error(capsys) -> str:
+    """The single line the command printed on stderr, without its 'occupancy: error: ' prefix."""
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("occupancy: error: ")
+    return line.removeprefix("occupancy: error: ")
+
+
+@pytest.mark.parametrize("key", ["storage.flush_interval_s", "audio.hop_s", "monitor.queue_seconds"])
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.inf"])
+def test_nan_and_infinity_in_the_config_are_refused(tmp_path, capsys, key, number):
+    section, name = key.split(".")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{section}:\n  {name}: {number}\n")
+    assert main(["--config", str(config), "replay", str(SAMPLE_AUDIO), "--db", str(tmp_path / "log.db")]) == 2
+    assert one_error(capsys).startswith(f"{config}: {key}: must be a finite number, got ")
+    assert not (tmp_path / "log.db").exists()
+
+
+def test_a_number_yaml_reads_as_text_is_the_number_it_spells(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("storage:\n  flush_interval_s: 5e-1\n  retention_days: 3e1\n")  # YAML 1.1: both are strings
+    settings = load_config(config).storage
+    assert (settings.flush_interval_s, settings.retention_days) == (0.5, 30)
+    config.write_text("storage:\n  flush_interval_s: 1e9\n")
+    assert main(["--config", str(config), "replay", str(SAMPLE_AUDIO)]) == 2
+    assert one_error(capsys) == f"{config}: storage.flush_interval_s: must be between 0.05 and 60.0, got 1000000000.0"
+
+
+@pytest.mark.parametrize("command, flag", [("replay", "--hop"), ("monitor", "--hop"), ("monitor", "--duration")])
+def test_nan_and_infinity_on_the_command_line_are_refused(tmp_path, capsys, command, flag):
+    files = [str(SAMPLE_AUDIO)] if command == "replay" else []
+    for number in ("nan", "inf"):
+        assert main([command, *files, flag, number, "--headless", "--db", str(tmp_path / "log.db")]) == 2
+        assert f"{flag}: must be a " in one_error(capsys)
+    assert not (tmp_path / "log.db").exists()
