@@ -6,10 +6,15 @@ invented.
 
 from __future__ import annotations
 
+import os
+import struct
+
 import pytest
+import soundfile as sf
 
 from occupancy.cli import main
 from occupancy.config import load_config
+from occupancy.engine.audio import read_audio
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
 
@@ -51,3 +56,23 @@ def test_nan_and_infinity_on_the_command_line_are_refused(tmp_path, capsys, comm
         assert main([command, *files, flag, number, "--headless", "--db", str(tmp_path / "log.db")]) == 2
         assert f"{flag}: must be a " in one_error(capsys)
     assert not (tmp_path / "log.db").exists()
+
+
+def test_an_impossible_sample_rate_is_refused_not_stretched_into_hours(tmp_path, capsys):
+    wav = tmp_path / "one-hertz.wav"
+    sf.write(wav, read_audio(SAMPLE_AUDIO)[: 5 * 16000], 16000)
+    header = bytearray(wav.read_bytes())
+    header[24:32] = struct.pack("<II", 1, 2)  # the fmt chunk's sample rate and byte rate: 1 Hz, 16-bit mono
+    wav.write_bytes(bytes(header))
+    db = tmp_path / "log.db"
+    for command in (["replay", str(wav), "--speed", "max", "--db", str(db)], ["classify", str(wav)]):
+        assert main(command) == 2
+        assert one_error(capsys) == f"{wav}: impossible sample rate 1 Hz in its header (recordings are 4,000 to 384,000 Hz)"
+    assert not db.exists()
+
+
+def test_a_fifo_is_named_as_such(tmp_path, capsys):
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    assert main(["replay", str(fifo), "--speed", "max", "--db", str(tmp_path / "log.db")]) == 2
+    assert one_error(capsys) == f"{fifo}: not a regular file (a FIFO)"
