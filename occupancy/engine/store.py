@@ -51,7 +51,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,6 +223,11 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
             conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout)
             return Database(conn)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Another program's file is refused before anything is written to it, not even WAL mode; through
+        # a connection of its own (a read first on the writer's connection made one of two first opens
+        # fail to switch to WAL mode).
+        with closing(sqlite3.connect(str(path), timeout=timeout)) as probe:
+            refuse_foreign(path, Database(probe))
         db = Database(sqlite3.connect(str(path), timeout=timeout))
         db.enable_wal()
         db.execute("PRAGMA synchronous=FULL")  # every commit reaches the disk: a power cut loses nothing committed
@@ -232,6 +237,17 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         return db
     except (sqlite3.Error, OSError) as exc:
         raise storage_error(path, exc) from None
+
+
+def refuse_foreign(path: str | Path, db: Database) -> None:
+    """A one-line StorageError (closing `db`) when the database holds tables occupancy did not write:
+    another program's file is never taken over (nor reported on). The tables are read first: a first open
+    migrating at the same moment commits its tables and their record together, so they are then seen
+    with their record."""
+    tables = set(db.table_names()) - {migrations.migrations_table}
+    if tables and not migrations.applied(db):
+        db.close()
+        raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
 
 
 def start_run(db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float) -> int:

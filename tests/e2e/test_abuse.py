@@ -7,6 +7,7 @@ invented.
 from __future__ import annotations
 
 import os
+import sqlite3
 import struct
 
 import pytest
@@ -22,9 +23,10 @@ pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="need
 
 
 def one_error(capsys) -> str:
-    """The single line the command printed on stderr, without its 'occupancy: error: ' prefix."""
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("occupancy: error: ")
+    """The single error line the command printed on stderr, without its 'occupancy: error: ' prefix."""
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("occupancy: error: ")]
+    assert "Traceback" not in err
     return line.removeprefix("occupancy: error: ")
 
 
@@ -76,3 +78,18 @@ def test_a_fifo_is_named_as_such(tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["replay", str(fifo), "--speed", "max", "--db", str(tmp_path / "log.db")]) == 2
     assert one_error(capsys) == f"{fifo}: not a regular file (a FIFO)"
+
+
+def test_a_foreign_database_is_refused_by_every_command_that_writes(tmp_path, capsys):
+    db = tmp_path / "crm.db"
+    other = sqlite3.connect(db)
+    other.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    other.execute("INSERT INTO users (name) VALUES ('ada')")
+    other.commit()
+    other.close()
+    before = db.read_bytes()
+    for command in (["replay", str(SAMPLE_AUDIO), "--speed", "max"], ["monitor", "--duration", "2"], ["report"]):
+        assert main([*command, "--db", str(db)] + (["--headless"] if command[0] != "report" else [])) == 2
+        assert one_error(capsys) == f"{db}: not an occupancy log (its tables users were not written by occupancy)"
+    assert db.read_bytes() == before  # not even switched to WAL mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db"]
