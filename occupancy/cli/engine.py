@@ -1,6 +1,6 @@
 """`occupancy devices`, `occupancy replay` and `occupancy monitor`: the real-time engine's commands.
 
-Both runners build one Pipeline (see pipeline.py) and stop cleanly on Ctrl-C or SIGTERM: what was
+Both runners build one Pipeline (see pipeline.py) and stop cleanly on Ctrl-C, SIGTERM or SIGHUP: what was
 captured is counted, the log flushed and the run closed. They show either the Textual dashboard
 (monitor's default on a terminal; `replay --dashboard`) or, headless, one line per window and a
 summary every minute of audio.
@@ -150,7 +150,7 @@ def _parse_start(text: str | None) -> datetime | None:
 
 
 def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
-    """Run to the end of the source, or until Ctrl-C/SIGTERM (or `q` on the dashboard); all stop cleanly."""
+    """Run to the end of the source, or until Ctrl-C/SIGTERM/SIGHUP (or `q` on the dashboard); all stop cleanly."""
     if dashboard and not sys.stdout.isatty():
         log.info("output is not a terminal: printing one line per window instead of the dashboard")
         dashboard = False

@@ -29,6 +29,9 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 
+# Signals that stop a run cleanly, like Ctrl-C: a service manager's stop, a closed terminal or a reload.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 
 @contextmanager
 def _sigint_ignored():

@@ -6,9 +6,16 @@ invented.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import sqlite3
 import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
 
 import pytest
 import soundfile as sf
@@ -18,6 +25,9 @@ from occupancy.config import load_config
 from occupancy.engine.audio import read_audio
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
+from tests.e2e.test_engine import CLI, REPO, logged_counts
+from tests.e2e.test_faults import run_rows
+from tests.engine.test_store import _count_events, assert_log_consistent
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
 
@@ -93,3 +103,47 @@ def test_a_foreign_database_is_refused_by_every_command_that_writes(tmp_path, ca
         assert one_error(capsys) == f"{db}: not an occupancy log (its tables users were not written by occupancy)"
     assert db.read_bytes() == before  # not even switched to WAL mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db"]
+
+
+def test_sighup_stops_the_dashboard_cleanly(tmp_path):
+    """A closed terminal (SIGHUP) under the dashboard: the run is closed and every counted window logged."""
+    db = tmp_path / "log.db"
+    terminal, child_side = os.openpty()
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "replay", str(SAMPLE_AUDIO), "--speed", "realtime", "--db", str(db), "--dashboard"],
+        stdin=child_side, stdout=child_side, stderr=child_side, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"},
+    )
+    os.close(child_side)
+    screen = threading.Thread(target=drain, args=(terminal,), daemon=True)  # the app waits on a full terminal
+    screen.start()
+    try:
+        wait_for(lambda: db.exists() and _count_events(db) >= 3, seconds=120)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        screen.join(timeout=10)
+        os.close(terminal)
+    (run,) = run_rows(db)
+    assert run["stopped_utc"] is not None
+    assert 3 <= run["windows"] == len(logged_counts(db)) < 90
+    assert_log_consistent(db)
+
+
+def drain(fd: int) -> None:
+    """Read a terminal until the program on it has gone."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # EIO: the other side is closed
+        pass
+
+
+def wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {seconds} s")
+        time.sleep(0.1)

@@ -140,7 +140,7 @@ def test_a_full_queue_drops_blocks_and_counts_them(tmp_path):
     assert_log_consistent(db)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_signals_stop_cleanly_with_everything_logged(tmp_path, sig):
     db = tmp_path / "log.db"
     proc = start_occupancy("replay", SAMPLE_AUDIO, "--speed", "realtime", "--db", db, "--headless", folder=tmp_path)
