@@ -22,7 +22,7 @@ from pathlib import Path
 from ..paths import SAMPLE_RATE
 from .capture import Capture, Recorder
 from ..config import Config
-from ..errors import OccupancyError
+from ..errors import LogGoneError, OccupancyError
 from .store import RunInfo, StoreWriter, summarize_latency
 from .events import CountEvent
 from .worker import Worker
@@ -145,12 +145,13 @@ class Pipeline:
         self.worker.join()
         self.writer.stop()
         elapsed = time.monotonic() - self._started
-        log.info(
-            "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",
-            self.writer.run_id, self.writer.windows, self.db_path, elapsed, self.writer.windows / elapsed,
-            ", ".join(f"{k} {v}" for k, v in self.input_stats().items()) or "no drops possible",
-            summarize_latency(self.writer.log_latencies_ms),
-        )
+        if not isinstance(self.writer.error, LogGoneError):  # else its windows went with the file
+            log.info(
+                "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",
+                self.writer.run_id, self.writer.windows, self.db_path, elapsed, self.writer.windows / elapsed,
+                ", ".join(f"{k} {v}" for k, v in self.input_stats().items()) or "no drops possible",
+                summarize_latency(self.writer.log_latencies_ms),
+            )
         if self.error is not None:
             raise self.error
 

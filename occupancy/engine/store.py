@@ -59,12 +59,13 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from ..errors import StorageError
+from ..errors import LogGoneError, StorageError
 from .events import CountEvent
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0
+_LOG_FILES = ("", "-wal", "-shm")  # a log in WAL mode: the database, its write-ahead log and the log's index
 _HOUR = timedelta(hours=1)
 
 migrations = Migrations("occupancy")
@@ -384,6 +385,7 @@ class StoreWriter:
         self.retention_days = retention_days
         self.input_stats = input_stats
         self.run_id: int | None = None
+        self._identity: dict[str, tuple[int, int] | None] = {}  # the open log's files: suffix -> (st_dev, st_ino)
         self.windows = 0
         self.error: StorageError | None = None
         self.log_latencies_ms: deque[float] = deque(maxlen=100_000)  # window captured -> batch committed
@@ -412,6 +414,7 @@ class StoreWriter:
         try:
             db = open_store(self.path)
             self.run_id = start_run(db, **vars(self.run))
+            self._identity = {suffix: file_identity(Path(f"{self.path}{suffix}")) for suffix in _LOG_FILES}
             self._ready.set()
             self._loop(db)
             finish_run(db, self.run_id)
@@ -423,6 +426,17 @@ class StoreWriter:
             self._ready.set()
             if db is not None:
                 db.close()
+            if isinstance(self.error, LogGoneError):
+                self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """After the log was deleted or replaced: remove the write-ahead log and its index this run left at
+        the path (the very files, by identity; SQLite keeps them when its file has moved), so that they are
+        never read as part of whatever file is there now."""
+        for suffix in _LOG_FILES[1:]:
+            path = Path(f"{self.path}{suffix}")
+            if file_identity(path) == self._identity[suffix]:
+                path.unlink(missing_ok=True)
 
     def _loop(self, db: Database) -> None:
         """Commit an event as soon as it arrives, but at most once per flush interval: a live
@@ -456,11 +470,24 @@ class StoreWriter:
         self._flush(db, pending)
 
     def _flush(self, db: Database, events: list[CountEvent]) -> None:
+        if file_identity(self.path) != self._identity[""]:  # one stat() per commit, not per window
+            raise LogGoneError(f"{self.path}: the log file was deleted or replaced during the run; "
+                               f"stopped without logging the last {len(events)} windows")
         windows = self.windows + len(events)
         write_batch(db, self.run_id, events, {"windows": windows, **self.input_stats()})
         self.windows = windows  # only once committed: a refused batch is not counted as logged
         committed = time.monotonic()
         self.log_latencies_ms.extend((committed - e.captured_at) * 1000 for e in events)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file at `path`, None when there is none: the writer compares it at each
+    commit with the file it opened, so that a log deleted or replaced under it is noticed at once."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def summarize_latency(values_ms: Iterable[float]) -> str:

@@ -25,7 +25,7 @@ from occupancy.config import load_config
 from occupancy.engine.audio import read_audio
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
-from tests.e2e.test_engine import CLI, REPO, logged_counts
+from tests.e2e.test_engine import CLI, REPO, logged_counts, start_occupancy
 from tests.e2e.test_faults import run_rows
 from tests.engine.test_store import _count_events, assert_log_consistent
 
@@ -147,3 +147,30 @@ def wait_for(condition, seconds: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {seconds} s")
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_log_deleted_or_replaced_during_the_run_is_said_loudly(tmp_path, how):
+    db = tmp_path / "venue.db"
+    proc = start_occupancy("replay", SAMPLE_AUDIO, "--speed", "realtime", "--db", db, "--headless", folder=tmp_path)
+    try:
+        wait_for(lambda: db.exists() and _count_events(db) >= 3, seconds=120)
+        if how == "deleted":
+            for path in tmp_path.glob("venue.db*"):
+                path.unlink()
+        else:
+            (tmp_path / "notes.txt").write_text("not a log\n")
+            (tmp_path / "notes.txt").rename(db)
+        _, err = proc.communicate(timeout=60)  # a window is committed every second, the file checked before each
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("occupancy: error: ")]
+    assert line.startswith(f"occupancy: error: {db}: the log file was deleted or replaced during the run; "
+                           "stopped without logging the last ")
+    assert "windows logged to" not in err and "Traceback" not in err
+    if how == "deleted":
+        assert not list(tmp_path.glob("venue.db*"))  # not quietly made anew
+    else:
+        assert db.read_text() == "not a log\n"
+        assert sorted(p.name for p in tmp_path.glob("venue.db*")) == ["venue.db"]  # no write-ahead log left beside it
