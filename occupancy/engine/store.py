@@ -221,8 +221,7 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         if readonly:
             if not path.is_file():
                 raise StorageError(f"{path}: no occupancy log yet (run `occupancy monitor` or `occupancy replay`)")
-            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout)
-            return Database(conn)
+            return Database(sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Another program's file is refused before anything is written to it, not even WAL mode; through
         # a connection of its own (a read first on the writer's connection made one of two first opens
@@ -249,6 +248,27 @@ def refuse_foreign(path: str | Path, db: Database) -> None:
     if tables and not migrations.applied(db):
         db.close()
         raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI a reader opens the log with: mode=ro, sharing the writer's WAL index (the -shm file, which
+    SQLite memory-maps and may have to create or grow). Where that file cannot be made or grown (a
+    read-only mount or folder, or a disk too full: growing the mapping there kills the reader with
+    SIGBUS), the -shm is only read (readonly_shm: SQLite then indexes the -wal in private memory), or
+    without -shm and -wal the database alone is read (immutable)."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    disk = os.statvfs(path.parent)
+    # The index takes 32 kB per 4,096 pages of -wal (1/512 of it); a MB more leaves the disk room to work.
+    if os.access(path.parent, os.W_OK) and disk.f_bavail * disk.f_frsize >= (1 << 20) + wal_bytes // 512:
+        return uri
+    if shm.exists():
+        return uri + "&readonly_shm=1"
+    if not wal_bytes:
+        return uri + "&immutable=1"
+    raise StorageError(f"{path}: cannot be read here: its {wal.name} holds entries that need a {shm.name} beside it, "
+                       "which cannot be made on this read-only or full disk (copy the log's files to another disk)")
 
 
 def start_run(db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float) -> int:

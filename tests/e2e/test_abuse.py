@@ -7,7 +7,9 @@ invented.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
 import signal
 import sqlite3
 import struct
@@ -16,6 +18,8 @@ import sys
 import termios
 import threading
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -23,11 +27,13 @@ import soundfile as sf
 from occupancy.cli import main
 from occupancy.config import load_config
 from occupancy.engine.audio import read_audio
+from occupancy.engine.store import open_store, start_run, write_batch
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
-from tests.e2e.test_engine import CLI, REPO, logged_counts, start_occupancy
-from tests.e2e.test_faults import run_rows
-from tests.engine.test_store import _count_events, assert_log_consistent
+from tests.e2e.test_engine import CLI, REPO, logged_counts, occupancy, start_occupancy
+from tests.e2e.test_faults import moved_off_the_full_disk, run_rows
+from tests.engine.test_store import RUN, T0, _count_events, assert_log_consistent, make_events
+from tests.filesystems import ext4_disk, read_only_view
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
 
@@ -174,3 +180,75 @@ def test_a_log_deleted_or_replaced_during_the_run_is_said_loudly(tmp_path, how):
     else:
         assert db.read_text() == "not a log\n"
         assert sorted(p.name for p in tmp_path.glob("venue.db*")) == ["venue.db"]  # no write-ahead log left beside it
+
+
+def report_json(db: Path, folder: Path) -> tuple[int, dict | str]:
+    """`occupancy report --format json` in a child process (a crash must not take the tests with it):
+    the exit code and the report without its database path, or stderr when it failed."""
+    result = occupancy("report", "--db", db, "--utc", "--format", "json", folder=folder)
+    if result.returncode != 0:
+        return result.returncode, result.stderr.strip()
+    return 0, {k: v for k, v in json.loads(result.stdout).items() if k != "database"}
+
+
+@pytest.fixture(scope="module")
+def live_log(tmp_path_factory) -> Path:
+    """Folder with a log as an archive would copy it while a monitor had it open: log.db, its -wal
+    holding the latest windows, and its -shm; `reference` is the report of the log closed cleanly."""
+    folder = tmp_path_factory.mktemp("live")
+    writer = open_store(folder / "log.db")
+    run = start_run(writer, **vars(RUN))
+    write_batch(writer, run, make_events([1, 2, 3, 0] * 30), {})
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    write_batch(writer, run, make_events([2] * 60, start=T0 + timedelta(minutes=3)), {})  # only in the -wal
+    copies = folder / "copies"
+    copies.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(folder / f"log.db{suffix}", copies / f"log.db{suffix}")
+    writer.close()
+    return copies
+
+
+@pytest.mark.parametrize("files", [("",), ("", "-shm", "-wal")])
+def test_report_reads_a_log_on_read_only_media(tmp_path, live_log, files):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for suffix in ("", "-shm", "-wal"):
+        shutil.copyfile(live_log / f"log.db{suffix}", archive / f"log.db{suffix}")
+    if files == ("",):
+        open_store(archive / "log.db").close()  # closed cleanly: everything is in log.db
+    assert sorted(p.name for p in archive.iterdir()) == [f"log.db{suffix}" for suffix in files]
+    want = report_json(live_log / "log.db", tmp_path)
+    with read_only_view(archive) as media:
+        assert not os.access(media, os.W_OK)
+        assert report_json(media / "log.db", tmp_path) == want
+    assert sum(p["minutes_covered"] for p in want[1]["periods"]) == pytest.approx(3.0)  # with the -wal's minute
+    assert sorted(p.name for p in archive.iterdir()) == [f"log.db{suffix}" for suffix in files]  # nothing written
+
+
+def test_report_on_read_only_media_without_the_wal_index_says_why_not(tmp_path, live_log):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(live_log / f"log.db{suffix}", archive / f"log.db{suffix}")
+    with read_only_view(archive) as media:
+        assert report_json(media / "log.db", tmp_path) == (2, (
+            f"occupancy: error: {media / 'log.db'}: cannot be read here: its log.db-wal holds entries that need a "
+            "log.db-shm beside it, which cannot be made on this read-only or full disk (copy the log's files to "
+            "another disk)"))
+
+
+def test_report_reads_a_log_on_a_disk_that_filled_up(tmp_path, capsys):
+    """The log's last batches still sit in its -wal on a full disk: the reader must not grow the
+    memory-mapped WAL index there (that was a SIGBUS, exit 135)."""
+    with ext4_disk(tmp_path, size_mb=4) as disk:
+        db = disk / "log.db"
+        config = tmp_path / "config.yaml"
+        config.write_text("storage:\n  flush_interval_s: 0.1\n")
+        code = main(["--config", str(config), "replay", *[str(SAMPLE_AUDIO)] * 30, "--speed", "max",
+                     "--start", "2026-11-26T10:00:00+00:00", "--db", str(db)])
+        assert code == 2 and "disk full" in one_error(capsys)
+        assert Path(f"{db}-wal").stat().st_size > 0
+        code, report = report_json(db, tmp_path)
+        assert code == 0, report
+        assert report == report_json(moved_off_the_full_disk(db, tmp_path), tmp_path)[1]
