@@ -12,7 +12,7 @@ class ConfigError(OccupancyError):
 
 
 class AudioError(OccupancyError):
-    """An audio file is missing, empty, corrupt or not audio at all."""
+    """An audio file is missing, empty, corrupt or not audio at all, or overlaps another in time."""
 
 
 class ModelError(OccupancyError):

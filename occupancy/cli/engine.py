@@ -43,6 +43,11 @@ def add_command(subparsers) -> None:
         help="time the first file starts, e.g. 2026-11-25T18:00:00+01:00 (no offset: UTC); "
         "default: each file's modification time minus its duration",
     )
+    replay.add_argument(
+        "--replace", action="store_true",
+        help="first delete what other runs logged in the time these files cover (without it, such a replay "
+        "is refused: an hour of the log never holds more than an hour)",
+    )
     _common_flags(replay, dashboard_default=False)
     replay.set_defaults(handler=run_replay)
 
@@ -109,7 +114,8 @@ def run_replay(args, config: Config) -> int:
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
     )
-    return _run(Pipeline(config, source, load_counter_from_config(config.model, live=True), db_path=args.db), config, args.dashboard)
+    counter = load_counter_from_config(config.model, live=True)
+    return _run(Pipeline(config, source, counter, db_path=args.db, replace=args.replace), config, args.dashboard)
 
 
 def run_monitor(args, config: Config) -> int:

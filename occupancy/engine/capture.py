@@ -116,6 +116,7 @@ class MicSource:
     plugin, the test device, read its raw samples as floats)."""
 
     kind = "microphone"
+    spans = ()  # the time it will cover is not known before it is heard
 
     def __init__(self, device: str | int | None, block_size: int = 1600):
         self.spec = device
@@ -257,6 +258,14 @@ class FileSource:
         self.error: Exception | None = None
         self._queue: queue.Queue | None = None
         self._durations = [self._duration(p) for p in self.paths]  # opens each file: errors now
+        # Where the files lie in time, known before the run starts, so that time already logged is
+        # refused before anything is counted; a looping demo covers time as it plays, like a microphone.
+        self.spans = () if repeat else self._spans(start)
+        ordered = sorted(zip(self.spans, self.paths), key=lambda pair: pair[0])
+        for (earlier, first), (later, second) in zip(ordered, ordered[1:]):
+            if later[0] < earlier[1]:
+                raise AudioError(f"{second}: covers the same time as {first} (by their modification times): "
+                                 "give --start to replay them one after the other")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="occupancy-replay", daemon=True)
 
@@ -264,6 +273,16 @@ class FileSource:
     def _duration(path: Path) -> float:
         with open_audio(path) as handle:
             return handle.frames / handle.samplerate
+
+    def _spans(self, begin: datetime | None) -> list[tuple[datetime, datetime]]:
+        """(start, end) of each file: end to end from `begin`, or without it each ending at its
+        modification time (a recording is last written when it ends)."""
+        spans = []
+        for path, duration in zip(self.paths, self._durations):
+            start = begin or datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
+            spans.append((start, start + timedelta(seconds=duration)))
+            begin = begin and spans[-1][1]
+        return spans
 
     def start(self, blocks: queue.Queue) -> None:
         self._queue = blocks
@@ -278,21 +297,17 @@ class FileSource:
     def _feed(self) -> None:
         clock = time.monotonic()
         sent = 0  # samples fed so far, for realtime pacing
-        begin = self.start_time
+        spans = self._spans(self.start_time)
         try:
             while not self._stop.is_set():
-                for path, duration in zip(self.paths, self._durations):
-                    if begin is None:
-                        file_start = datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
-                    else:
-                        file_start, begin = begin, begin + timedelta(seconds=duration)
+                for path, (file_start, _) in zip(self.paths, spans):
                     self.status = f"replaying {path.name}"
                     sent = self._feed_file(path, file_start, clock, sent)
                     if self._stop.is_set():
                         break
                 if not self.repeat:
                     break
-                begin = begin or datetime.now(UTC)
+                spans = self._spans(spans[-1][1] if self.start_time else datetime.now(UTC))
             self.status = "finished"
         except Exception as exc:  # noqa: BLE001 - a failure must reach the pipeline
             self.error = exc

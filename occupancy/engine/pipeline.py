@@ -58,6 +58,7 @@ class Pipeline:
         db_path: str | Path | None = None,
         max_seconds: float | None = None,
         record_dir: str | Path | None = None,
+        replace: bool = False,
     ):
         audio, monitor = config.audio, config.monitor
         self.source = source
@@ -76,6 +77,7 @@ class Pipeline:
             smoothing=monitor.smoothing, smoothing_windows=monitor.smoothing_windows, sex=config.model.sex,
         )
         self._config = config
+        self._replace = replace  # delete what other runs logged in the source's time first (replay --replace)
         self.writer: StoreWriter | None = None
         self._subscribers: list[Callable[[CountEvent], None]] = []
         self._failed_callbacks: set[int] = set()
@@ -104,6 +106,8 @@ class Pipeline:
             flush_interval_s=storage.flush_interval_s,
             retention_days=storage.retention_days,
             input_stats=self.input_stats,
+            claim=self.source.spans,
+            replace=self._replace,
         )
         try:
             self.writer.start()

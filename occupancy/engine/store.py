@@ -60,11 +60,14 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from ..errors import LogGoneError, StorageError
+from ..paths import WINDOW_S
 from .events import CountEvent
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0
+_LONGEST_EVENT = timedelta(seconds=WINDOW_S)  # an event accounts for its hop: at most a window
+_HOUR_S = 3600.0
 _LOG_FILES = ("", "-wal", "-shm")  # a log in WAL mode: the database, its write-ahead log and the log's index
 _HOUR = timedelta(hours=1)
 
@@ -271,13 +274,25 @@ def read_only_uri(path: Path) -> str:
                        "which cannot be made on this read-only or full disk (copy the log's files to another disk)")
 
 
-def start_run(db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float) -> int:
-    """Record a new run and return its id."""
+Span = tuple[datetime, datetime]
+
+
+def start_run(
+    db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float,
+    claim: Iterable[Span] = (), replace: bool = False,
+) -> int:
+    """Record a new run and return its id. `claim` is the time its windows will cover when that is known
+    before they are counted (a replay's files): time another run logged there refuses the run, or with
+    `replace` is deleted first; in the run's own transaction, so two runs cannot both claim it."""
     row = {
         "started_utc": iso(datetime.now(UTC)), "source": source, "device": device,
         "model": model, "compute": compute, "hop_s": hop_s,
     }
     with write_transaction(db):
+        if replace:
+            _delete_logged(db, claim)
+        else:
+            _refuse_logged(db, claim, None, "`replay --replace` deletes it first")
         return db["runs"].insert(row).last_pk
 
 
@@ -298,16 +313,83 @@ def event_row(event: CountEvent, run_id: int) -> dict:
 
 
 def write_batch(db: Database, run_id: int, events: list[CountEvent], input_stats: dict[str, int]) -> None:
-    """Log a batch of events, refresh the hours they fall in and the run's totals: one transaction."""
-    hours = {hour_start(e.start) for e in events}
+    """Log a batch of events, refresh the hours they fall in and the run's totals: one transaction.
+    Windows over time another run has logged are refused (two sources at once on one log, two replays
+    of the same time): an hour of the log is an hour of one microphone."""
     with write_transaction(db):
+        _refuse_logged(db, _stretches(events), run_id, "two runs cannot log the same time into one log")
         if events:
             db["events"].insert_all((event_row(e, run_id) for e in events), batch_size=500)
-        for hour in sorted(hours):
-            db.execute(_ROLLUP, [iso(hour), iso(hour + _HOUR)])
+        _refresh_hours(db, {hour_start(e.start) for e in events})
         sets = ", ".join(f"{name} = ?" for name in input_stats)
         if sets:
             db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*input_stats.values(), run_id])
+
+
+def _stretches(events: list[CountEvent]) -> list[Span]:
+    """The time a batch covers (each window its `seconds` from its start), as stretches without a gap
+    of a window or more."""
+    spans: list[Span] = []
+    for event in events:
+        end = event.start + timedelta(seconds=event.seconds)
+        if spans and event.start - spans[-1][1] < _LONGEST_EVENT:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((event.start, end))
+    return spans
+
+
+def _logged_in(db: Database, start: datetime, end: datetime, besides: int | None) -> Iterator[dict]:
+    """Events of runs other than `besides` whose time [start_utc, start_utc + seconds) meets [start, end),
+    oldest first."""
+    rows = db.query(
+        "SELECT id, run_id, start_utc, seconds FROM events "
+        "WHERE start_utc >= ? AND start_utc < ? AND run_id IS NOT ? ORDER BY start_utc",
+        [iso(start - _LONGEST_EVENT), iso(end), besides],
+    )
+    return (row for row in rows if datetime.fromisoformat(row["start_utc"]) + timedelta(seconds=row["seconds"]) > start)
+
+
+def _refuse_logged(db: Database, spans: Iterable[Span], besides: int | None, remedy: str) -> None:
+    """A one-line StorageError naming the run and the time when another run logged any of `spans`."""
+    for start, end in spans:
+        found = next(_logged_in(db, start, end, besides), None)
+        if found is not None:
+            run = db["runs"].get(found["run_id"])
+            first = found["start_utc"]
+            (last,) = db.execute(
+                "SELECT max(end_utc) FROM events WHERE run_id = ? AND start_utc >= ? AND start_utc < ?",
+                [run["id"], first, iso(end)],
+            ).fetchone()
+            raise StorageError(
+                f"{_file_of(db)}: run {run['id']} ({run['source']}, {run['device']}) has logged "
+                f"{first[:19].replace('T', ' ')} to {last[:19].replace('T', ' ')} UTC already: {remedy}"
+            )
+
+
+def _delete_logged(db: Database, spans: Iterable[Span]) -> None:
+    """Delete what earlier runs logged in `spans` (replay --replace) and rebuild those hours."""
+    rows = [row for start, end in spans for row in _logged_in(db, start, end, None)]
+    if rows:
+        db.conn.executemany("DELETE FROM events WHERE id = ?", [(row["id"],) for row in rows])
+        _refresh_hours(db, {hour_start(datetime.fromisoformat(row["start_utc"])) for row in rows})
+        log.info("replacing %d windows logged by run %s", len(rows), ", ".join(sorted({str(r["run_id"]) for r in rows})))
+
+
+def _refresh_hours(db: Database, hours: Iterable[datetime]) -> None:
+    """Rebuild the rollup of `hours` from their events; refuse any that would hold more than an hour."""
+    for hour in sorted(hours):
+        db.execute("DELETE FROM hourly WHERE hour_utc = ?", [iso(hour)])
+        db.execute(_ROLLUP, [iso(hour), iso(hour + _HOUR)])
+        (seconds,) = db.execute("SELECT total(seconds) FROM hourly WHERE hour_utc = ?", [iso(hour)]).fetchone()
+        if seconds > _HOUR_S + 0.001:
+            raise StorageError(f"{_file_of(db)}: the hour from {iso(hour)[:16].replace('T', ' ')} UTC would hold "
+                               f"{seconds / 60:.1f} minutes of windows: these windows overlap time already logged")
+
+
+def _file_of(db: Database) -> str:
+    """The database file a connection has open, for messages."""
+    return db.execute("PRAGMA database_list").fetchone()[2]
 
 
 def finish_run(db: Database, run_id: int) -> None:
@@ -398,9 +480,12 @@ class StoreWriter:
         flush_interval_s: float = 1.0,
         retention_days: int = 0,
         input_stats: Callable[[], dict[str, int]] = dict,
+        claim: Iterable[Span] = (),
+        replace: bool = False,
     ):
         self.path = Path(os.path.expanduser(str(path)))
         self.run = run
+        self.claim, self.replace = claim, replace  # see start_run()
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.input_stats = input_stats
@@ -433,7 +518,7 @@ class StoreWriter:
         db = None
         try:
             db = open_store(self.path)
-            self.run_id = start_run(db, **vars(self.run))
+            self.run_id = start_run(db, **vars(self.run), claim=self.claim, replace=self.replace)
             self._identity = {suffix: file_identity(Path(f"{self.path}{suffix}")) for suffix in _LOG_FILES}
             self._ready.set()
             self._loop(db)

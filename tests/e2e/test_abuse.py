@@ -252,3 +252,36 @@ def test_report_reads_a_log_on_a_disk_that_filled_up(tmp_path, capsys):
         code, report = report_json(db, tmp_path)
         assert code == 0, report
         assert report == report_json(moved_off_the_full_disk(db, tmp_path), tmp_path)[1]
+
+
+def hours_of(db: Path) -> list[tuple[str, int, float]]:
+    store = open_store(db, readonly=True)
+    try:
+        return [(h["hour_utc"], h["windows"], h["seconds"]) for h in store.query("SELECT * FROM hourly ORDER BY hour_utc")]
+    finally:
+        store.close()
+
+
+def test_replaying_logged_time_again_is_refused_or_replaced_never_counted_twice(tmp_path, capsys):
+    db = tmp_path / "log.db"
+    replay_at = ["replay", str(SAMPLE_AUDIO), "--speed", "max", "--db", str(db), "--start"]
+    assert main([*replay_at, "2026-11-23T18:00:00"]) == 0
+    once = hours_of(db)
+    capsys.readouterr()
+    assert main([*replay_at, "2026-11-23T18:00:30"]) == 2  # half of it over the first
+    assert one_error(capsys) == (f"{db}: run 1 (replay, sample.flac) has logged 2026-11-23 18:00:30 to "
+                                 "2026-11-23 18:01:30 UTC already: `replay --replace` deletes it first")
+    assert hours_of(db) == once and len(run_rows(db)) == 1  # refused before a run began
+    assert main([*replay_at, "2026-11-23T18:00:30", "--replace"]) == 0
+    assert "replacing 60 windows logged by run 1" in capsys.readouterr().err
+    assert hours_of(db) == [("2026-11-23T18:00:00.000+00:00", 120, 120.0)]  # 30 s of run 1, then 90 s of run 2
+    assert_log_consistent(db)
+
+
+def test_one_replay_of_two_recordings_of_the_same_time_is_refused(tmp_path, capsys):
+    copy = tmp_path / "copy.flac"
+    shutil.copy2(SAMPLE_AUDIO, copy)  # same length, same modification time
+    assert main(["replay", str(SAMPLE_AUDIO), str(copy), "--speed", "max", "--db", str(tmp_path / "log.db")]) == 2
+    assert one_error(capsys) == (f"{copy}: covers the same time as {SAMPLE_AUDIO} (by their modification times): "
+                                 "give --start to replay them one after the other")
+    assert not (tmp_path / "log.db").exists()
