@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ import sys
 import termios
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from occupancy.sample import SAMPLE_AUDIO
 from tests.e2e.test_engine import CLI, REPO, logged_counts, occupancy, start_occupancy
 from tests.e2e.test_faults import moved_off_the_full_disk, run_rows
 from tests.engine.test_store import RUN, T0, _count_events, assert_log_consistent, make_events
+from tests.alsa_device import DEVICE, alsa_file_device, alsa_paced_device
 from tests.filesystems import ext4_disk, read_only_view
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
@@ -285,3 +287,64 @@ def test_one_replay_of_two_recordings_of_the_same_time_is_refused(tmp_path, caps
     assert one_error(capsys) == (f"{copy}: covers the same time as {SAMPLE_AUDIO} (by their modification times): "
                                  "give --start to replay them one after the other")
     assert not (tmp_path / "log.db").exists()
+
+
+def logged_events(db: Path) -> list[dict]:
+    store = open_store(db, readonly=True)
+    try:
+        return list(store.query("SELECT * FROM events ORDER BY start_utc"))
+    finally:
+        store.close()
+
+
+def test_a_microphone_faster_than_real_time_is_held_to_the_wall_clock(tmp_path):
+    """The ALSA file device delivers audio thousands of times faster than real time: its windows are
+    stamped within a window of when they were heard, never past the run's end, and the extra audio
+    is dropped and counted, not stamped into the future."""
+    env = alsa_file_device(tmp_path, read_audio(SAMPLE_AUDIO))
+    db = tmp_path / "log.db"
+    result = occupancy("monitor", "--headless", "--device", DEVICE, "--duration", 4, "--db", db, folder=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    (run,) = run_rows(db)
+    started, stopped = (datetime.fromisoformat(run[key]) for key in ("started_utc", "stopped_utc"))
+    events = logged_events(db)
+    assert 2 <= len(events) == run["windows"] <= 4
+    window = timedelta(seconds=1)
+    for event in events:
+        assert started - window <= datetime.fromisoformat(event["start_utc"])
+        assert datetime.fromisoformat(event["end_utc"]) <= stopped + window
+    for earlier, later in zip(events, events[1:]):  # no second counted twice
+        assert datetime.fromisoformat(earlier["start_utc"]) + timedelta(seconds=earlier["seconds"]) <= \
+            datetime.fromisoformat(later["start_utc"])
+    assert run["dropped"] > 0 and f"dropped {run['dropped']}," in result.stderr
+    assert_log_consistent(db)
+
+
+def test_two_microphones_on_one_log_at_once_are_not_summed(tmp_path):
+    """A second monitor started on a log a first one is writing: whichever commits a window over the
+    other's time first wins, the other stops with one line; no second is covered twice."""
+    audio = read_audio(SAMPLE_AUDIO)
+    db = tmp_path / "log.db"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with alsa_paced_device(tmp_path / "a", audio) as env_a, alsa_paced_device(tmp_path / "b", audio) as env_b:
+        first = start_occupancy("monitor", "--headless", "--device", DEVICE, "--duration", 60, "--db", db,
+                                folder=tmp_path / "a", env=env_a)
+        try:
+            wait_for(lambda: db.exists() and _count_events(db) >= 2, seconds=120)
+            second = occupancy("monitor", "--headless", "--device", DEVICE, "--duration", 8, "--db", db,
+                               folder=tmp_path / "b", env=env_b)
+            first.send_signal(signal.SIGTERM)
+            _, first_err = first.communicate(timeout=60)
+        finally:
+            first.kill()
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 2], (first_err, second.stderr)
+    (line,) = [line for line in first_err.splitlines() + second.stderr.splitlines() if "error:" in line]
+    assert re.fullmatch(rf"occupancy: error: {db}: run [12] \(microphone, {DEVICE}\) has logged .* UTC already: "
+                        "two runs cannot log the same time into one log", line)
+    events = logged_events(db)
+    for earlier, later in zip(events, events[1:]):
+        assert datetime.fromisoformat(earlier["start_utc"]) + timedelta(seconds=earlier["seconds"]) <= \
+            datetime.fromisoformat(later["start_utc"])
+    assert_log_consistent(db)
