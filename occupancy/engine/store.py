@@ -14,8 +14,9 @@ runs     one row per `monitor`/`replay` session
   source TEXT ('microphone' | 'replay' | 'demo'), device TEXT (input device name or file names),
   model TEXT, compute TEXT ('cpu' | 'cuda'), hop_s REAL,
   windows INTEGER (windows logged), overflows INTEGER (input overflows PortAudio reported),
-  dropped INTEGER (audio blocks dropped because the queue was full), restarts INTEGER (stream
-  errors recovered by reopening the device). Counters are updated with every batch.
+  dropped INTEGER (audio blocks dropped because the queue was full, or because the input ran more than
+  a window ahead of the wall clock), restarts INTEGER (stream errors recovered by reopening the
+  device). Counters are updated with every batch.
 
 events   one row per window
   id INTEGER PK, run_id INTEGER -> runs.id, start_utc TEXT, end_utc TEXT,
@@ -38,6 +39,10 @@ hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touc
 
 Crash safety: each batch (events + hourly + run totals) is one transaction, so `kill -9` loses
 at most the batch not yet flushed (`storage.flush_interval_s`) and never leaves the file corrupt.
+Before each commit the writer checks that the file at the log's path is still the one it opened.
+
+One time, one count: a batch whose windows meet time another run has logged is refused, and so is a
+run claiming such time (a replay's files) unless it replaces it; no hour may hold more than 3600 s.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Faults whose tests live elsewhere (not repeated here):
   model truncated / wrong shapes / pickle (loader) tests/test_models.py::test_truncated_weights_are_refused,
                                            ::test_wrong_shapes_are_refused,
                                            ::test_pickle_renamed_safetensors_is_refused_without_unpickling
+  NaN/inf/1e9 settings, impossible sample rates, FIFOs, foreign databases, a log deleted or replaced
+  mid-run, runs over time already logged, reports on read-only and full disks, SIGHUP, a microphone
+  faster than real time                    tests/e2e/test_abuse.py (issue 20)
+  power cut                                tests/e2e/test_power_cut.py
 Here: the same faults through the replay command and the log (bad files before and during a replay,
 every input format and broken samples counted and logged, clipping, a writer that holds the lock
 for a while, a really full file system, a device gone for a while under a running pipeline, bad
