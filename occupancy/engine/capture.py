@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from itertools import pairwise
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -285,7 +286,7 @@ class FileSource:
         # refused before anything is counted; a looping demo covers time as it plays, like a microphone.
         self.spans = () if repeat else self._spans(start)
         ordered = sorted(zip(self.spans, self.paths), key=lambda pair: pair[0])
-        for (earlier, first), (later, second) in zip(ordered, ordered[1:]):
+        for (earlier, first), (later, second) in pairwise(ordered):
             if later[0] < earlier[1]:
                 raise AudioError(f"{second}: covers the same time as {first} (by their modification times): "
                                  "give --start to replay them one after the other")

@@ -15,7 +15,13 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..engine.store import hourly_rows, migrations, open_store, refuse_foreign, storage_error
+from ..engine.store import (
+    hourly_rows,
+    migrations,
+    open_store,
+    refuse_foreign,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import termios
 import threading
 import time
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,16 @@ from occupancy.engine.audio import read_audio
 from occupancy.engine.store import open_store, start_run, write_batch
 from occupancy.models import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
+from tests.alsa_device import DEVICE, alsa_file_device, alsa_paced_device
 from tests.e2e.test_engine import CLI, REPO, logged_counts, occupancy, start_occupancy
 from tests.e2e.test_faults import moved_off_the_full_disk, run_rows
-from tests.engine.test_store import RUN, T0, _count_events, assert_log_consistent, make_events
-from tests.alsa_device import DEVICE, alsa_file_device, alsa_paced_device
+from tests.engine.test_store import (
+    RUN,
+    T0,
+    _count_events,
+    assert_log_consistent,
+    make_events,
+)
 from tests.filesystems import ext4_disk, read_only_view
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
@@ -313,7 +320,7 @@ def test_a_microphone_faster_than_real_time_is_held_to_the_wall_clock(tmp_path):
     for event in events:
         assert started - window <= datetime.fromisoformat(event["start_utc"])
         assert datetime.fromisoformat(event["end_utc"]) <= stopped + window
-    for earlier, later in zip(events, events[1:]):  # no second counted twice
+    for earlier, later in pairwise(events):  # no second counted twice
         assert datetime.fromisoformat(earlier["start_utc"]) + timedelta(seconds=earlier["seconds"]) <= \
             datetime.fromisoformat(later["start_utc"])
     assert run["dropped"] > 0 and f"dropped {run['dropped']}," in result.stderr
@@ -344,7 +351,7 @@ def test_two_microphones_on_one_log_at_once_are_not_summed(tmp_path):
     assert re.fullmatch(rf"occupancy: error: {db}: run [12] \(microphone, {DEVICE}\) has logged .* UTC already: "
                         "two runs cannot log the same time into one log", line)
     events = logged_events(db)
-    for earlier, later in zip(events, events[1:]):
+    for earlier, later in pairwise(events):
         assert datetime.fromisoformat(earlier["start_utc"]) + timedelta(seconds=earlier["seconds"]) <= \
             datetime.fromisoformat(later["start_utc"])
     assert_log_consistent(db)
