@@ -9,6 +9,7 @@ Relative paths are resolved against the folder that holds the config file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -207,11 +208,17 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
         if not isinstance(value, bool):
             fail("must be true or false")
     elif isinstance(default, int):
+        value = _number(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             fail("must be an integer")
     elif isinstance(default, float):
+        value = _number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("must be a number")
+        if not math.isfinite(value):
+            fail("must be a finite number")  # NaN passes every range check: it compares false to all
         value = float(value)
     elif isinstance(default, str):
         if not isinstance(value, str):
@@ -223,6 +230,17 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
         fail(f"must be one of {', '.join(map(str, choices))}")
     if (low is not None and value < low) or (high is not None and value > high):
         fail(f"must be between {low} and {high}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    """Text that spells a number as that number: YAML 1.1 reads `1e9` (an exponent without a dot) as a
+    string, yet it means a billion. Anything else is returned as it is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
     return value
 
 

@@ -12,7 +12,7 @@ class ConfigError(OccupancyError):
 
 
 class AudioError(OccupancyError):
-    """An audio file is missing, empty, corrupt or not audio at all."""
+    """An audio file is missing, empty, corrupt or not audio at all, or overlaps another in time."""
 
 
 class ModelError(OccupancyError):
@@ -25,3 +25,7 @@ class DeviceError(OccupancyError):
 
 class StorageError(OccupancyError):
     """The SQLite log cannot be opened or written (read-only, locked, disk full)."""
+
+
+class LogGoneError(StorageError):
+    """The log file was deleted or replaced while a run wrote it: what the run logged is not at its path."""

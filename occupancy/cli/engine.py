@@ -1,6 +1,6 @@
 """`occupancy devices`, `occupancy replay` and `occupancy monitor`: the real-time engine's commands.
 
-Both runners build one Pipeline (see pipeline.py) and stop cleanly on Ctrl-C or SIGTERM: what was
+Both runners build one Pipeline (see pipeline.py) and stop cleanly on Ctrl-C, SIGTERM or SIGHUP: what was
 captured is counted, the log flushed and the run closed. They show either the Textual dashboard
 (monitor's default on a terminal; `replay --dashboard`) or, headless, one line per window and a
 summary every minute of audio.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -41,6 +42,11 @@ def add_command(subparsers) -> None:
         "--start", metavar="ISO-TIME",
         help="time the first file starts, e.g. 2026-11-25T18:00:00+01:00 (no offset: UTC); "
         "default: each file's modification time minus its duration",
+    )
+    replay.add_argument(
+        "--replace", action="store_true",
+        help="first delete what other runs logged in the time these files cover (without it, such a replay "
+        "is refused: an hour of the log never holds more than an hour)",
     )
     _common_flags(replay, dashboard_default=False)
     replay.set_defaults(handler=run_replay)
@@ -108,15 +114,16 @@ def run_replay(args, config: Config) -> int:
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
     )
-    return _run(Pipeline(config, source, load_counter_from_config(config.model, live=True), db_path=args.db), config, args.dashboard)
+    counter = load_counter_from_config(config.model, live=True)
+    return _run(Pipeline(config, source, counter, db_path=args.db, replace=args.replace), config, args.dashboard)
 
 
 def run_monitor(args, config: Config) -> int:
     config = override(config, "audio", device=args.device, hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
     spec = config.audio.device
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError(f"--duration: must be a positive number of seconds, got {args.duration}")
+    if args.duration is not None and not 0 < args.duration < math.inf:  # NaN fails this too
+        raise ConfigError(f"--duration: must be a positive, finite number of seconds, got {args.duration}")
     try:
         find_device(spec)
         source = MicSource(spec, config.audio.block_size)
@@ -149,7 +156,7 @@ def _parse_start(text: str | None) -> datetime | None:
 
 
 def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
-    """Run to the end of the source, or until Ctrl-C/SIGTERM (or `q` on the dashboard); all stop cleanly."""
+    """Run to the end of the source, or until Ctrl-C/SIGTERM/SIGHUP (or `q` on the dashboard); all stop cleanly."""
     if dashboard and not sys.stdout.isatty():
         log.info("output is not a terminal: printing one line per window instead of the dashboard")
         dashboard = False

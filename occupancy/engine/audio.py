@@ -10,6 +10,7 @@ replays and the live microphone all go through it.
 from __future__ import annotations
 
 import logging
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 _CHUNK_SECONDS = 30.0
+# Rates a recording can really have (telephone band to studio); outside them the header is wrong, and
+# believing it would stretch 5 s of samples into hours of made-up windows.
+RATE_RANGE = (4_000, 384_000)
+# What a path that is not a regular file is, by its stat mode.
+_NOT_FILES = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+              stat.S_ISBLK: "a block device"}
 
 
 def check_wav_complete(path: Path) -> None:
@@ -56,7 +63,11 @@ def open_audio(path: str | Path) -> sf.SoundFile:
         raise AudioError(f"{path}: file not found")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _NOT_FILES.items() if test(info.st_mode)), "something else")
+        raise AudioError(f"{path}: not a regular file ({kind})")
+    if info.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() == ".wav":
         check_wav_complete(path)
@@ -70,6 +81,11 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     if handle.frames == 0:
         handle.close()
         raise AudioError(f"{path}: audio file holds no samples")
+    low, high = RATE_RANGE
+    if not low <= handle.samplerate <= high:
+        handle.close()
+        raise AudioError(f"{path}: impossible sample rate {handle.samplerate} Hz in its header "
+                         f"(recordings are {low:,} to {high:,} Hz)")
     return handle
 
 

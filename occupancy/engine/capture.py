@@ -7,8 +7,9 @@
 The microphone callback only copies the block into the queue: it never blocks, and when the queue
 is full the block is dropped and counted. Files go through the very same queue and slicer, so a
 replay tests exactly what runs live. A block that starts a new stretch of audio (first block,
-after a drop or overflow, a new file) carries its UTC start time; the slicer restarts there, so a
-gap is never stitched into a window and timestamps stay true.
+after a drop or overflow, a new file, a live stream's sample count straying from the wall clock)
+carries its UTC start time; the slicer restarts there, so a gap is never stitched into a window and
+timestamps stay true.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from itertools import pairwise
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..paths import SAMPLE_RATE
+from ..paths import SAMPLE_RATE, WINDOW_S
 from .audio import WindowSlicer, open_audio, stream_audio, to_mono_16k
 from ..errors import AudioError, DeviceError
 from .events import TimedWindow
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
 STALL_S = 5.0  # no block for this long from an open stream counts as a stream error
+DRIFT_S = WINDOW_S  # a live stream's timestamps are kept within one window of the wall clock
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,17 @@ class MicSource:
     device or a stalled stream it logs, sets `status`, and reopens with exponential backoff.
 
     The stream is opened as int16 mono: every device offers it (float32 would make ALSA's file
-    plugin, the test device, read its raw samples as floats)."""
+    plugin, the test device, read its raw samples as floats).
+
+    Blocks are timed by their sample count from the start of a stretch (so windows are contiguous),
+    held to the wall clock (a sound card's clock is not the computer's): when the count falls more than
+    DRIFT_S behind the clock (a slow card, a stall), a new stretch starts at the clock; when it runs more
+    than DRIFT_S ahead (a fast card), blocks are dropped, and counted in `dropped`, until the clock has
+    caught up. No window is then stamped more than a window away from when it was heard, nor overlaps
+    another."""
 
     kind = "microphone"
+    spans = ()  # the time it will cover is not known before it is heard
 
     def __init__(self, device: str | int | None, block_size: int = 1600):
         self.spec = device
@@ -129,6 +140,9 @@ class MicSource:
         self._queue: queue.Queue | None = None
         self._rate = SAMPLE_RATE
         self._gap = True
+        # The stretch being captured: its start by the wall clock, its frames so far, and their end.
+        self._anchor = self._end = datetime.min.replace(tzinfo=UTC)
+        self._frames = 0
         self._last_block = self._opened_at = 0.0
         self._sd = None
         self._stop = threading.Event()
@@ -170,7 +184,7 @@ class MicSource:
         return stream
 
     def _callback(self, indata, frames, time_info, status) -> None:
-        """PortAudio's thread: copy the block into the queue and return at once."""
+        """PortAudio's thread: time the block, copy it into the queue and return at once."""
         if self._stop.is_set():
             raise self._sd.CallbackStop  # stopping: audio past the end is neither queued nor counted
         now = time.monotonic()
@@ -178,13 +192,24 @@ class MicSource:
         if status.input_overflow:
             self.overflows += 1
             self._gap = True
-        start = datetime.now(UTC) - timedelta(seconds=frames / self._rate) if self._gap else None
+        began = datetime.now(UTC) - timedelta(seconds=frames / self._rate)  # by the wall clock
+        ahead = (self._end - began).total_seconds()  # where the sample count puts it, against the clock
+        if ahead > DRIFT_S or (self._gap and ahead > 0):  # more audio than time: wait for the clock
+            self.dropped += 1
+            self._gap = True
+            return
+        if ahead < -DRIFT_S:  # less audio than time
+            self._gap = True
         try:
-            self._queue.put_nowait(Block(indata[:, 0].copy(), self._rate, start, now))
-            self._gap = False
+            self._queue.put_nowait(Block(indata[:, 0].copy(), self._rate, began if self._gap else None, now))
         except queue.Full:
             self.dropped += 1
             self._gap = True
+            return
+        if self._gap:
+            self._anchor, self._frames, self._gap = began, 0, False
+        self._frames += frames
+        self._end = self._anchor + timedelta(seconds=self._frames / self._rate)
 
     def _supervise(self) -> None:
         sd = import_sounddevice()
@@ -257,6 +282,14 @@ class FileSource:
         self.error: Exception | None = None
         self._queue: queue.Queue | None = None
         self._durations = [self._duration(p) for p in self.paths]  # opens each file: errors now
+        # Where the files lie in time, known before the run starts, so that time already logged is
+        # refused before anything is counted; a looping demo covers time as it plays, like a microphone.
+        self.spans = () if repeat else self._spans(start)
+        ordered = sorted(zip(self.spans, self.paths), key=lambda pair: pair[0])
+        for (earlier, first), (later, second) in pairwise(ordered):
+            if later[0] < earlier[1]:
+                raise AudioError(f"{second}: covers the same time as {first} (by their modification times): "
+                                 "give --start to replay them one after the other")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="occupancy-replay", daemon=True)
 
@@ -264,6 +297,16 @@ class FileSource:
     def _duration(path: Path) -> float:
         with open_audio(path) as handle:
             return handle.frames / handle.samplerate
+
+    def _spans(self, begin: datetime | None) -> list[tuple[datetime, datetime]]:
+        """(start, end) of each file: end to end from `begin`, or without it each ending at its
+        modification time (a recording is last written when it ends)."""
+        spans = []
+        for path, duration in zip(self.paths, self._durations):
+            start = begin or datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
+            spans.append((start, start + timedelta(seconds=duration)))
+            begin = begin and spans[-1][1]
+        return spans
 
     def start(self, blocks: queue.Queue) -> None:
         self._queue = blocks
@@ -278,21 +321,17 @@ class FileSource:
     def _feed(self) -> None:
         clock = time.monotonic()
         sent = 0  # samples fed so far, for realtime pacing
-        begin = self.start_time
+        spans = self._spans(self.start_time)
         try:
             while not self._stop.is_set():
-                for path, duration in zip(self.paths, self._durations):
-                    if begin is None:
-                        file_start = datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
-                    else:
-                        file_start, begin = begin, begin + timedelta(seconds=duration)
+                for path, (file_start, _) in zip(self.paths, spans):
                     self.status = f"replaying {path.name}"
                     sent = self._feed_file(path, file_start, clock, sent)
                     if self._stop.is_set():
                         break
                 if not self.repeat:
                     break
-                begin = begin or datetime.now(UTC)
+                spans = self._spans(spans[-1][1] if self.start_time else datetime.now(UTC))
             self.status = "finished"
         except Exception as exc:  # noqa: BLE001 - a failure must reach the pipeline
             self.error = exc

@@ -22,12 +22,15 @@ from pathlib import Path
 from ..paths import SAMPLE_RATE
 from .capture import Capture, Recorder
 from ..config import Config
-from ..errors import OccupancyError
+from ..errors import LogGoneError, OccupancyError
 from .store import RunInfo, StoreWriter, summarize_latency
 from .events import CountEvent
 from .worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Signals that stop a run cleanly, like Ctrl-C: a service manager's stop, a closed terminal or a reload.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
@@ -55,6 +58,7 @@ class Pipeline:
         db_path: str | Path | None = None,
         max_seconds: float | None = None,
         record_dir: str | Path | None = None,
+        replace: bool = False,
     ):
         audio, monitor = config.audio, config.monitor
         self.source = source
@@ -73,6 +77,7 @@ class Pipeline:
             smoothing=monitor.smoothing, smoothing_windows=monitor.smoothing_windows, sex=config.model.sex,
         )
         self._config = config
+        self._replace = replace  # delete what other runs logged in the source's time first (replay --replace)
         self.writer: StoreWriter | None = None
         self._subscribers: list[Callable[[CountEvent], None]] = []
         self._failed_callbacks: set[int] = set()
@@ -101,6 +106,8 @@ class Pipeline:
             flush_interval_s=storage.flush_interval_s,
             retention_days=storage.retention_days,
             input_stats=self.input_stats,
+            claim=self.source.spans,
+            replace=self._replace,
         )
         try:
             self.writer.start()
@@ -142,12 +149,13 @@ class Pipeline:
         self.worker.join()
         self.writer.stop()
         elapsed = time.monotonic() - self._started
-        log.info(
-            "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",
-            self.writer.run_id, self.writer.windows, self.db_path, elapsed, self.writer.windows / elapsed,
-            ", ".join(f"{k} {v}" for k, v in self.input_stats().items()) or "no drops possible",
-            summarize_latency(self.writer.log_latencies_ms),
-        )
+        if not isinstance(self.writer.error, LogGoneError):  # else its windows went with the file
+            log.info(
+                "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",
+                self.writer.run_id, self.writer.windows, self.db_path, elapsed, self.writer.windows / elapsed,
+                ", ".join(f"{k} {v}" for k, v in self.input_stats().items()) or "no drops possible",
+                summarize_latency(self.writer.log_latencies_ms),
+            )
         if self.error is not None:
             raise self.error
 

@@ -14,8 +14,9 @@ runs     one row per `monitor`/`replay` session
   source TEXT ('microphone' | 'replay' | 'demo'), device TEXT (input device name or file names),
   model TEXT, compute TEXT ('cpu' | 'cuda'), hop_s REAL,
   windows INTEGER (windows logged), overflows INTEGER (input overflows PortAudio reported),
-  dropped INTEGER (audio blocks dropped because the queue was full), restarts INTEGER (stream
-  errors recovered by reopening the device). Counters are updated with every batch.
+  dropped INTEGER (audio blocks dropped because the queue was full, or because the input ran more than
+  a window ahead of the wall clock), restarts INTEGER (stream errors recovered by reopening the
+  device). Counters are updated with every batch.
 
 events   one row per window
   id INTEGER PK, run_id INTEGER -> runs.id, start_utc TEXT, end_utc TEXT,
@@ -38,6 +39,10 @@ hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touc
 
 Crash safety: each batch (events + hourly + run totals) is one transaction, so `kill -9` loses
 at most the batch not yet flushed (`storage.flush_interval_s`) and never leaves the file corrupt.
+Before each commit the writer checks that the file at the log's path is still the one it opened.
+
+One time, one count: a batch whose windows meet time another run has logged is refused, and so is a
+run claiming such time (a replay's files) unless it replaces it; no hour may hold more than 3600 s.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,12 +64,16 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from ..errors import StorageError
+from ..errors import LogGoneError, StorageError
+from ..paths import WINDOW_S
 from .events import CountEvent
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0
+_LONGEST_EVENT = timedelta(seconds=WINDOW_S)  # an event accounts for its hop: at most a window
+_HOUR_S = 3600.0
+_LOG_FILES = ("", "-wal", "-shm")  # a log in WAL mode: the database, its write-ahead log and the log's index
 _HOUR = timedelta(hours=1)
 
 migrations = Migrations("occupancy")
@@ -220,9 +229,13 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         if readonly:
             if not path.is_file():
                 raise StorageError(f"{path}: no occupancy log yet (run `occupancy monitor` or `occupancy replay`)")
-            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout)
-            return Database(conn)
+            return Database(sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout))
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Another program's file is refused before anything is written to it, not even WAL mode; through
+        # a connection of its own (a read first on the writer's connection made one of two first opens
+        # fail to switch to WAL mode).
+        with closing(sqlite3.connect(str(path), timeout=timeout)) as probe:
+            refuse_foreign(path, Database(probe))
         db = Database(sqlite3.connect(str(path), timeout=timeout))
         db.enable_wal()
         db.execute("PRAGMA synchronous=FULL")  # every commit reaches the disk: a power cut loses nothing committed
@@ -234,13 +247,57 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         raise storage_error(path, exc) from None
 
 
-def start_run(db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float) -> int:
-    """Record a new run and return its id."""
+def refuse_foreign(path: str | Path, db: Database) -> None:
+    """A one-line StorageError (closing `db`) when the database holds tables occupancy did not write:
+    another program's file is never taken over (nor reported on). The tables are read first: a first open
+    migrating at the same moment commits its tables and their record together, so they are then seen
+    with their record."""
+    tables = set(db.table_names()) - {migrations.migrations_table}
+    if tables and not migrations.applied(db):
+        db.close()
+        raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI a reader opens the log with: mode=ro, sharing the writer's WAL index (the -shm file, which
+    SQLite memory-maps and may have to create or grow). Where that file cannot be made or grown (a
+    read-only mount or folder, or a disk too full: growing the mapping there kills the reader with
+    SIGBUS), the -shm is only read (readonly_shm: SQLite then indexes the -wal in private memory), or
+    without -shm and -wal the database alone is read (immutable)."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    disk = os.statvfs(path.parent)
+    # The index takes 32 kB per 4,096 pages of -wal (1/512 of it); a MB more leaves the disk room to work.
+    if os.access(path.parent, os.W_OK) and disk.f_bavail * disk.f_frsize >= (1 << 20) + wal_bytes // 512:
+        return uri
+    if shm.exists():
+        return uri + "&readonly_shm=1"
+    if not wal_bytes:
+        return uri + "&immutable=1"
+    raise StorageError(f"{path}: cannot be read here: its {wal.name} holds entries that need a {shm.name} beside it, "
+                       "which cannot be made on this read-only or full disk (copy the log's files to another disk)")
+
+
+Span = tuple[datetime, datetime]
+
+
+def start_run(
+    db: Database, *, source: str, device: str, model: str, compute: str, hop_s: float,
+    claim: Iterable[Span] = (), replace: bool = False,
+) -> int:
+    """Record a new run and return its id. `claim` is the time its windows will cover when that is known
+    before they are counted (a replay's files): time another run logged there refuses the run, or with
+    `replace` is deleted first; in the run's own transaction, so two runs cannot both claim it."""
     row = {
         "started_utc": iso(datetime.now(UTC)), "source": source, "device": device,
         "model": model, "compute": compute, "hop_s": hop_s,
     }
     with write_transaction(db):
+        if replace:
+            _delete_logged(db, claim)
+        else:
+            _refuse_logged(db, claim, None, "`replay --replace` deletes it first")
         return db["runs"].insert(row).last_pk
 
 
@@ -261,16 +318,83 @@ def event_row(event: CountEvent, run_id: int) -> dict:
 
 
 def write_batch(db: Database, run_id: int, events: list[CountEvent], input_stats: dict[str, int]) -> None:
-    """Log a batch of events, refresh the hours they fall in and the run's totals: one transaction."""
-    hours = {hour_start(e.start) for e in events}
+    """Log a batch of events, refresh the hours they fall in and the run's totals: one transaction.
+    Windows over time another run has logged are refused (two sources at once on one log, two replays
+    of the same time): an hour of the log is an hour of one microphone."""
     with write_transaction(db):
+        _refuse_logged(db, _stretches(events), run_id, "two runs cannot log the same time into one log")
         if events:
             db["events"].insert_all((event_row(e, run_id) for e in events), batch_size=500)
-        for hour in sorted(hours):
-            db.execute(_ROLLUP, [iso(hour), iso(hour + _HOUR)])
+        _refresh_hours(db, {hour_start(e.start) for e in events})
         sets = ", ".join(f"{name} = ?" for name in input_stats)
         if sets:
             db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*input_stats.values(), run_id])
+
+
+def _stretches(events: list[CountEvent]) -> list[Span]:
+    """The time a batch covers (each window its `seconds` from its start), as stretches without a gap
+    of a window or more."""
+    spans: list[Span] = []
+    for event in events:
+        end = event.start + timedelta(seconds=event.seconds)
+        if spans and event.start - spans[-1][1] < _LONGEST_EVENT:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((event.start, end))
+    return spans
+
+
+def _logged_in(db: Database, start: datetime, end: datetime, besides: int | None) -> Iterator[dict]:
+    """Events of runs other than `besides` whose time [start_utc, start_utc + seconds) meets [start, end),
+    oldest first."""
+    rows = db.query(
+        "SELECT id, run_id, start_utc, seconds FROM events "
+        "WHERE start_utc >= ? AND start_utc < ? AND run_id IS NOT ? ORDER BY start_utc",
+        [iso(start - _LONGEST_EVENT), iso(end), besides],
+    )
+    return (row for row in rows if datetime.fromisoformat(row["start_utc"]) + timedelta(seconds=row["seconds"]) > start)
+
+
+def _refuse_logged(db: Database, spans: Iterable[Span], besides: int | None, remedy: str) -> None:
+    """A one-line StorageError naming the run and the time when another run logged any of `spans`."""
+    for start, end in spans:
+        found = next(_logged_in(db, start, end, besides), None)
+        if found is not None:
+            run = db["runs"].get(found["run_id"])
+            first = found["start_utc"]
+            (last,) = db.execute(
+                "SELECT max(end_utc) FROM events WHERE run_id = ? AND start_utc >= ? AND start_utc < ?",
+                [run["id"], first, iso(end)],
+            ).fetchone()
+            raise StorageError(
+                f"{_file_of(db)}: run {run['id']} ({run['source']}, {run['device']}) has logged "
+                f"{first[:19].replace('T', ' ')} to {last[:19].replace('T', ' ')} UTC already: {remedy}"
+            )
+
+
+def _delete_logged(db: Database, spans: Iterable[Span]) -> None:
+    """Delete what earlier runs logged in `spans` (replay --replace) and rebuild those hours."""
+    rows = [row for start, end in spans for row in _logged_in(db, start, end, None)]
+    if rows:
+        db.conn.executemany("DELETE FROM events WHERE id = ?", [(row["id"],) for row in rows])
+        _refresh_hours(db, {hour_start(datetime.fromisoformat(row["start_utc"])) for row in rows})
+        log.info("replacing %d windows logged by run %s", len(rows), ", ".join(sorted({str(r["run_id"]) for r in rows})))
+
+
+def _refresh_hours(db: Database, hours: Iterable[datetime]) -> None:
+    """Rebuild the rollup of `hours` from their events; refuse any that would hold more than an hour."""
+    for hour in sorted(hours):
+        db.execute("DELETE FROM hourly WHERE hour_utc = ?", [iso(hour)])
+        db.execute(_ROLLUP, [iso(hour), iso(hour + _HOUR)])
+        (seconds,) = db.execute("SELECT total(seconds) FROM hourly WHERE hour_utc = ?", [iso(hour)]).fetchone()
+        if seconds > _HOUR_S + 0.001:
+            raise StorageError(f"{_file_of(db)}: the hour from {iso(hour)[:16].replace('T', ' ')} UTC would hold "
+                               f"{seconds / 60:.1f} minutes of windows: these windows overlap time already logged")
+
+
+def _file_of(db: Database) -> str:
+    """The database file a connection has open, for messages."""
+    return db.execute("PRAGMA database_list").fetchone()[2]
 
 
 def finish_run(db: Database, run_id: int) -> None:
@@ -361,13 +485,17 @@ class StoreWriter:
         flush_interval_s: float = 1.0,
         retention_days: int = 0,
         input_stats: Callable[[], dict[str, int]] = dict,
+        claim: Iterable[Span] = (),
+        replace: bool = False,
     ):
         self.path = Path(os.path.expanduser(str(path)))
         self.run = run
+        self.claim, self.replace = claim, replace  # see start_run()
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.input_stats = input_stats
         self.run_id: int | None = None
+        self._identity: dict[str, tuple[int, int] | None] = {}  # the open log's files: suffix -> (st_dev, st_ino)
         self.windows = 0
         self.error: StorageError | None = None
         self.log_latencies_ms: deque[float] = deque(maxlen=100_000)  # window captured -> batch committed
@@ -395,7 +523,8 @@ class StoreWriter:
         db = None
         try:
             db = open_store(self.path)
-            self.run_id = start_run(db, **vars(self.run))
+            self.run_id = start_run(db, **vars(self.run), claim=self.claim, replace=self.replace)
+            self._identity = {suffix: file_identity(Path(f"{self.path}{suffix}")) for suffix in _LOG_FILES}
             self._ready.set()
             self._loop(db)
             finish_run(db, self.run_id)
@@ -407,6 +536,17 @@ class StoreWriter:
             self._ready.set()
             if db is not None:
                 db.close()
+            if isinstance(self.error, LogGoneError):
+                self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """After the log was deleted or replaced: remove the write-ahead log and its index this run left at
+        the path (the very files, by identity; SQLite keeps them when its file has moved), so that they are
+        never read as part of whatever file is there now."""
+        for suffix in _LOG_FILES[1:]:
+            path = Path(f"{self.path}{suffix}")
+            if file_identity(path) == self._identity[suffix]:
+                path.unlink(missing_ok=True)
 
     def _loop(self, db: Database) -> None:
         """Commit an event as soon as it arrives, but at most once per flush interval: a live
@@ -440,11 +580,24 @@ class StoreWriter:
         self._flush(db, pending)
 
     def _flush(self, db: Database, events: list[CountEvent]) -> None:
+        if file_identity(self.path) != self._identity[""]:  # one stat() per commit, not per window
+            raise LogGoneError(f"{self.path}: the log file was deleted or replaced during the run; "
+                               f"stopped without logging the last {len(events)} windows")
         windows = self.windows + len(events)
         write_batch(db, self.run_id, events, {"windows": windows, **self.input_stats()})
         self.windows = windows  # only once committed: a refused batch is not counted as logged
         committed = time.monotonic()
         self.log_latencies_ms.extend((committed - e.captured_at) * 1000 for e in events)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file at `path`, None when there is none: the writer compares it at each
+    commit with the file it opened, so that a log deleted or replaced under it is noticed at once."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def summarize_latency(values_ms: Iterable[float]) -> str:

@@ -311,8 +311,9 @@ def alsa_file_device(folder: Path, samples: np.ndarray) -> dict[str, str]:
 def monitor_memory(weights: Path, seconds: float, folder: Path, timeout: float = 600.0) -> dict:
     """Peak resident memory of `occupancy monitor --headless` in a child process (its own rusage).
 
-    The monitor reads the ALSA file device (real PortAudio capture); without ALSA's configuration
-    it replays the sample instead.
+    The monitor reads the ALSA file device (real PortAudio capture), which runs far faster than real
+    time: held to the wall clock, the monitor counts about a window a second of it, as live, and takes
+    about `seconds`. Without ALSA's configuration it replays the sample instead.
     """
     db = folder / f"monitor-{weights.stem}.db"
     config_file = folder / f"monitor-{weights.stem}.yaml"

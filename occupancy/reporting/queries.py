@@ -15,8 +15,13 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..engine.store import hourly_rows, migrations, open_store, storage_error
-from ..errors import StorageError
+from ..engine.store import (
+    hourly_rows,
+    migrations,
+    open_store,
+    refuse_foreign,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +34,9 @@ def open_log(path: str | Path) -> Database | None:
     """
     db = open_store(path, readonly=True)
     try:
+        refuse_foreign(path, db)
         pending = migrations.pending(db)
         applied = migrations.applied(db)
-        tables = set(db.table_names()) - {migrations.migrations_table}
     except sqlite3.Error as exc:
         db.close()
         raise storage_error(path, exc) from None
@@ -39,8 +44,6 @@ def open_log(path: str | Path) -> Database | None:
         return db
     db.close()
     if not applied:
-        if tables:
-            raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
         return None
     log.info("%s: migrating the log to the current schema (%s)", path, ", ".join(m.name for m in pending))
     open_store(path).close()

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import math
 import os
-import signal
 import statistics
 import threading
 from collections import deque
@@ -44,6 +43,7 @@ from textual.widgets import DataTable, Digits, Footer, Header, Static
 from ..config import Config
 from ..errors import OccupancyError, StorageError
 from ..engine.events import CountEvent, count_label
+from ..engine.pipeline import STOP_SIGNALS
 from ..reporting.summary import hourly_table
 
 log = logging.getLogger(__name__)
@@ -437,7 +437,8 @@ class OccupancyApp(App):
         self.main.query_one(HistoryPlot).span_s = dashboard.history_minutes * 60.0
         self.main.query_one(ProbabilityBars).labels = tuple(count_label(c, top) for c in self.count_classes)
         if threading.current_thread() is threading.main_thread():
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
+            for sig in STOP_SIGNALS:
+                asyncio.get_running_loop().add_signal_handler(sig, self.exit)
         try:
             self.pipeline.start()
         except OccupancyError as exc:

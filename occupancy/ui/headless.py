@@ -7,18 +7,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..engine.events import CountEvent
-from ..engine.pipeline import Pipeline
+from ..engine.pipeline import STOP_SIGNALS, Pipeline
 
 
 def run_headless(pipeline: Pipeline) -> int:
-    """Run the pipeline printing its windows, until the source ends, Ctrl-C or SIGTERM (all stop cleanly)."""
+    """Run the pipeline printing its windows, until the source ends, Ctrl-C, SIGTERM or SIGHUP (all stop cleanly)."""
     printer = HeadlessPrinter(pipeline.input_stats)
     pipeline.subscribe(printer)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pipeline.stop())
+    previous = {sig: signal.signal(sig, lambda signum, frame: pipeline.stop()) for sig in STOP_SIGNALS}
     try:
         pipeline.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         printer.finish()
     return 0
 

@@ -19,6 +19,10 @@ Faults whose tests live elsewhere (not repeated here):
   model truncated / wrong shapes / pickle (loader) tests/test_models.py::test_truncated_weights_are_refused,
                                            ::test_wrong_shapes_are_refused,
                                            ::test_pickle_renamed_safetensors_is_refused_without_unpickling
+  NaN/inf/1e9 settings, impossible sample rates, FIFOs, foreign databases, a log deleted or replaced
+  mid-run, runs over time already logged, reports on read-only and full disks, SIGHUP, a microphone
+  faster than real time                    tests/e2e/test_abuse.py (issue 20)
+  power cut                                tests/e2e/test_power_cut.py
 Here: the same faults through the replay command and the log (bad files before and during a replay,
 every input format and broken samples counted and logged, clipping, a writer that holds the lock
 for a while, a really full file system, a device gone for a while under a running pipeline, bad
@@ -56,14 +60,15 @@ from tests.engine.test_store import assert_log_consistent
 
 REPO = Path(__file__).resolve().parents[2]
 START = "2026-11-25T10:00:00+00:00"
+LATER = "2026-11-25T11:00:00+00:00"  # a replay into a copy of `logged`: time it does not hold yet
 SECONDS = len(load_truth())  # 90 windows in the sample
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
 
 
-def replay(db: Path, *files, capsys, extra=()) -> tuple[int, list[str]]:
+def replay(db: Path, *files, capsys, extra=(), start=START) -> tuple[int, list[str]]:
     """`occupancy replay --speed max` in this process; returns the exit code and the stderr lines."""
-    code = main([*extra, "replay", *map(str, files), "--speed", "max", "--start", START, "--db", str(db)])
+    code = main([*extra, "replay", *map(str, files), "--speed", "max", "--start", start, "--db", str(db)])
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -133,7 +138,7 @@ def test_a_file_corrupt_past_its_header_keeps_what_was_counted(tmp_path, logged,
     whole = sample_file(tmp_path / "whole.flac")
     cut = tmp_path / "cut.flac"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])  # header says 90 s, data stops early
-    code, err = replay(db, cut, capsys=capsys)
+    code, err = replay(db, cut, capsys=capsys, start=LATER)
     assert code == 2
     (line,) = errors(err)  # reported once, by the command
     assert line.startswith(f"occupancy: error: {cut}: truncated or corrupt audio")
@@ -212,7 +217,7 @@ def test_a_writer_holding_the_lock_briefly_is_waited_for(tmp_path, logged, capsy
     release = threading.Timer(2.0, other.rollback)
     release.start()
     try:
-        code, err = replay(db, SAMPLE_AUDIO, capsys=capsys)
+        code, err = replay(db, SAMPLE_AUDIO, capsys=capsys, start=LATER)
     finally:
         release.join()
         other.close()

@@ -9,6 +9,7 @@ import queue
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,11 +111,34 @@ def test_callback_counts_overflows_and_drops_and_marks_the_gaps():
     first, second = mic._queue.get_nowait(), mic._queue.get_nowait()
     assert first.start is not None and second.start is None  # a stream's first block starts a stretch
     assert np.array_equal(first.samples, block[:, 0]) and first.samples.dtype == np.int16
+    time.sleep(0.05)  # these blocks came faster than real time: a new stretch waits for the clock to pass them
     mic._callback(block, 160, None, ok)  # after drops: a new stretch
+    time.sleep(0.05)
     mic._callback(block, 160, None, overflow)  # PortAudio lost samples: a new stretch too
     assert [b.start is not None for b in (mic._queue.get_nowait(), mic._queue.get_nowait())] == [True, True]
     assert mic.input_stats() == {"overflows": 1, "dropped": 2, "restarts": 0}
     assert as_float(block[:, 0])[1] == pytest.approx(1 / 32768)
+
+
+def test_callback_holds_the_sample_count_to_the_wall_clock():
+    sd = pytest.importorskip("sounddevice")
+    mic = MicSource(None, block_size=1600)
+    mic._queue, mic._rate, mic._sd = queue.Queue(), 16000, sd
+    block, ok = np.zeros((1600, 1), dtype=np.int16), sd.CallbackFlags()
+    for _ in range(15):  # 1.5 s of audio at once: a card whose clock runs fast
+        mic._callback(block, 1600, None, ok)
+    kept = [mic._queue.get_nowait() for _ in range(mic._queue.qsize())]
+    assert len(kept) == 11 and mic.dropped == 4  # up to one window ahead of the clock, then dropped
+    time.sleep(0.3)
+    mic._callback(block, 1600, None, ok)  # still ahead of the clock: dropped
+    time.sleep(1.0)
+    mic._callback(block, 1600, None, ok)  # the clock has passed what was kept: a new stretch, after it
+    restart = mic._queue.get_nowait()
+    assert restart.start >= kept[0].start + timedelta(seconds=1.1) and mic.dropped == 5
+    time.sleep(1.2)
+    mic._callback(block, 1600, None, ok)  # no audio for 1.2 s (a slow clock, a stall): a new stretch at the clock
+    later = mic._queue.get_nowait()
+    assert later.start is not None and later.start >= restart.start + timedelta(seconds=1.2)
 
 
 LOST_STREAM_SCRIPT = textwrap.dedent(
