@@ -2,7 +2,7 @@
 
 PortAudio reads it at 16 kHz int16 mono and gets exactly the file's samples, faster than real time;
 past the file's end it repeats leftovers, so a run must stop after the file's length (--duration).
-The device itself is made by occupancy.lab.bench (the benchmark measures the monitor through it too).
+The device itself is made by occupancy.lab.alsa (the benchmark measures the monitor through it too).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occupancy.lab.bench import ALSA_CONF
-from occupancy.lab.bench import ALSA_DEVICE as DEVICE
-from occupancy.lab.bench import alsa_file_device as _device_environment
+from occupancy.lab.alsa import ALSA_CONF
+from occupancy.lab.alsa import ALSA_DEVICE as DEVICE
+from occupancy.lab.alsa import alsa_file_device as _device_environment
 
 __all__ = ["DEVICE", "alsa_file_device"]
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from occupancy.lab.bench import TABLE
-from occupancy.models import default_model_path
+pytest.importorskip("torch", reason="the benchmark compares with PyTorch: it needs the train extra")
+
+from occupancy.lab.bench import TABLE  # noqa: E402
+from occupancy.models import default_model_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,17 +30,20 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
     assert bench["quick"] is True
     for name in ("default", "M5"):
         figures = bench["models"][name]
-        for part in ("counter", "network", "onnx"):
+        for part in ("counter", "network", "pytorch"):
             assert figures[part]["batched_windows_per_s"] > 0
             assert 0 < figures[part]["latency_p50_ms"] <= figures[part]["latency_p99_ms"]
         assert figures["replay"]["windows_logged"] == 90  # the whole sample, through the SQLite log
         assert figures["monitor"]["windows_logged"] == 3  # --duration 3 of the quick mode
         assert figures["monitor"]["peak_rss_mb"] > 50
+        assert 0 < figures["monitor"]["start_s"] <= figures["monitor"]["first_window_s"]
+        assert figures["same_as_pytorch"]["bundled sample"] == 1.0
         assert figures["latency"]["windows"] >= 1 and figures["latency"]["log_p99_ms"] > 0
         assert 0 <= figures["accuracy"]["bundled sample"] <= 1
         assert figures["load_s"] > 0
     assert bench["models"]["M5"]["model"].startswith("M5")
     assert bench["ratios_m5_over_default"]["replay.x_realtime"] > 0
+    assert 0 < bench["program"]["help_s"] < 5 and 50 < bench["program"]["venue_install_mb"] < 1000
     targets = {key for key, _, target, _ in TABLE if target is not None}
     assert set(bench["targets"]) == targets
     assert all(isinstance(t["met"], bool) for t in bench["targets"].values())
