@@ -3,7 +3,8 @@
 Each family of subcommands has a module here exposing `add_command(subparsers)`; the parsers it
 adds set `handler(args, config) -> exit code`, which calls into the part of the package that does the work.
 Only the module of the subcommand named on the command line is imported (all of them for
-`occupancy --help` or an unknown name): most pull in PyTorch, seconds that `report` does not need.
+`occupancy --help` or an unknown name), and none of them loads a model runtime or the audio
+libraries until its handler runs, so `--help` and `report` start at once.
 User mistakes (OccupancyError) end as one line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -12,7 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# Before numpy loads: its BLAS would start a thread per core for the log-mel front end's matrix
+# product, which stalled for 70-770 ms instead of 5 on a machine whose cores were busy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .. import __version__
 from ..config import load_config
