@@ -103,34 +103,35 @@ def run_bench(config: Config, *, quick: bool, output: str | Path, m5: str | None
         m5_path, m5_trained = find_m5(m5, config, folder)
         models = {"default": config, "M5": override(config, "model", path=str(m5_path))}
         program = {"help_s": help_seconds(sizes["help_runs"]), "venue_install_mb": venue_install_mb()}
-        live, batched, pytorch, figures = {}, {}, {}, {}
+        live, batched, figures = {}, {}, {}
         for name, model_config in models.items():
             started = time.perf_counter()
             live[name] = load_counter_from_config(model_config.model, live=True)  # as monitor and replay load it
             figures[name] = {"model": live[name].name, "file": str(live[name].path),
                              "load_s": round(time.perf_counter() - started, 3)}
             batched[name] = load_counter_from_config(model_config.model)  # as classify loads it
-            pytorch[name] = load_counter_from_config(model_config.model, live=True, runtime="torch")
         figures["M5"]["trained"] = m5_trained
-        log.info("bench: accuracy on the test split")
-        for name, (acc, same) in accuracy(config, live, pytorch, sizes["accuracy_windows"]).items():
-            figures[name]["accuracy"], figures[name]["same_as_pytorch"] = acc, same
         windows = speech_first_windows(config.model.batch_size)
-        for name, counter in live.items():
+        for name, counter in live.items():  # before PyTorch is loaded, which tunes the process's allocator
             log.info("bench: %s", name)
             fig = figures[name]
-            fig["same_as_pytorch"]["bundled sample"] = _same_share(pytorch[name], counter, sample_windows())
             fig["counter"] = speed(counter.predict, batched[name].predict, windows, sizes["seconds"])
             fig["network"] = speed(counter.count_probabilities, batched[name].count_probabilities, windows,
                                    sizes["seconds"])
-            fig["pytorch"] = speed(pytorch[name].predict, _in_torch_threads(os.cpu_count(), pytorch[name].predict),
-                                   windows, sizes["seconds"])
             fig["replay"] = replay_speed(models[name], counter, sizes["replay_copies"], folder)
-            fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
             fig["latency"] = capture_latency(models[name], counter, sizes["latency_s"], folder)
             low = override(models[name], "storage", flush_interval_s=LOW_FLUSH_S)
             fig["latency_low_flush"] = capture_latency(low, counter, sizes["latency_s"], folder)
             fig["monitor"] = monitor_run(counter.path, sizes["monitor_s"], folder)
+        log.info("bench: PyTorch, and accuracy on the test split")
+        pytorch = {name: load_counter_from_config(c.model, live=True, runtime="torch") for name, c in models.items()}
+        for name, (acc, same) in accuracy(config, live, pytorch, sizes["accuracy_windows"]).items():
+            fig = figures[name]
+            fig["accuracy"], fig["same_as_pytorch"] = acc, same
+            fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
+            fig["same_as_pytorch"]["bundled sample"] = _same_share(pytorch[name], live[name], sample_windows())
+            fig["pytorch"] = speed(pytorch[name].predict, _in_torch_threads(os.cpu_count(), pytorch[name].predict),
+                                   windows, sizes["seconds"])
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
