@@ -412,7 +412,8 @@ def _watch(child: subprocess.Popen, db: Path, timeout: float) -> dict:
     """
     launched = time.monotonic()
     peak, moments = 0, {}
-    while child.poll() is None:
+    while True:
+        ended = child.poll() is not None
         now = time.monotonic()
         if now - launched > timeout:
             child.kill()
@@ -424,10 +425,11 @@ def _watch(child: subprocess.Popen, db: Path, timeout: float) -> dict:
         except OSError:
             pass  # it has just ended
         for key, table in (("start_s", "runs"), ("first_window_s", "events")):
-            if key not in moments and _has_rows(db, table):
+            if key not in moments and _has_rows(db, table):  # (a short run may end before a poll sees it)
                 moments[key] = round(now - launched, 2)
+        if ended:
+            return {"peak_rss_mb": round(peak / 1024, 1), **moments}
         time.sleep(0.05)
-    return {"peak_rss_mb": round(peak / 1024, 1), **moments}
 
 
 def _has_rows(db: Path, table: str) -> bool:

@@ -56,10 +56,10 @@ class ExportError(ModelError):
     """The model cannot be exported, or the exported file does not count like the original."""
 
 
-def export_onnx(weights: str | Path, out: str | Path | None = None) -> Path:
-    """Write the ONNX companion of the model file `weights` (default: beside it) without checking it."""
+def export_onnx(weights: str | Path) -> Path:
+    """Write the ONNX companion of the model file `weights` beside it, without checking it."""
     weights = Path(weights)
-    out = Path(out) if out else onnx_path(weights)
+    out = onnx_path(weights)
     model, metadata = load_model(weights)
     network, example, front_end = _without_front_end(model)
     outputs = ["logits", "sex_logits"] if metadata.get("sex_head") else ["logits"]
@@ -78,7 +78,6 @@ def export_onnx(weights: str | Path, out: str | Path | None = None) -> Path:
     program.model.metadata_props[WEIGHTS_KEY] = weights_sha256(weights)
     if front_end:
         program.model.metadata_props[FRONT_END_KEY] = front_end
-    out.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(out), external_data=False)
     return out
 
@@ -101,15 +100,17 @@ def _without_front_end(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.T
 
 
 def compare_runtimes(pytorch, onnx, windows: np.ndarray) -> dict:
-    """Counts (gate included) and probabilities of the two runtimes on the same windows."""
-    ours, theirs = pytorch._network(windows), onnx._network(windows)
-    difference = float(np.abs(ours[0] - theirs[0]).max()) if len(windows) else 0.0
-    if ours[1] is not None:
-        difference = max(difference, float(np.abs(ours[1] - theirs[1]).max()))
+    """How many of `windows` the two runtimes' counters count alike (gate included; and the same women
+    and men, for a sex-head model), and their largest difference in network or gate probability."""
+    difference = float(np.abs(pytorch.count_probabilities(windows) - onnx.count_probabilities(windows)).max())
     if pytorch.vad:
-        gate = float(np.abs(pytorch.speech_probability(windows) - onnx.speech_probability(windows)).max())
-        difference = max(difference, gate)
-    same = pytorch.predict(windows).argmax(1) == onnx.predict(windows).argmax(1)
+        gate = np.abs(pytorch.speech_probability(windows) - onnx.speech_probability(windows)).max()
+        difference = max(difference, float(gate))
+    if pytorch.has_sex_head:
+        (ours, our_sexes), (theirs, their_sexes) = pytorch.predict_with_sex(windows), onnx.predict_with_sex(windows)
+        same = (ours.argmax(1) == theirs.argmax(1)) & (our_sexes == their_sexes).all(axis=1)
+    else:
+        same = pytorch.predict(windows).argmax(1) == onnx.predict(windows).argmax(1)
     return {"windows": len(windows), "same_count": int(same.sum()), "max_probability_difference": difference}
 
 
