@@ -25,3 +25,7 @@ class DeviceError(OccupancyError):
 
 class StorageError(OccupancyError):
     """The SQLite log cannot be opened or written (read-only, locked, disk full)."""
+
+
+class MissingExtraError(OccupancyError):
+    """The command needs packages a venue install leaves out: PyTorch and the lab (the train extra)."""

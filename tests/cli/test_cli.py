@@ -99,6 +99,22 @@ def test_report_does_not_load_torch(tmp_path):
     assert "2026-11-25 18:00" in proc.stdout
 
 
+@pytest.mark.parametrize("args", [["evaluate", "--length", "8"], ["classify", str(SAMPLE_AUDIO), "--device", "cuda"]],
+                         ids=["evaluate", "classify on cuda"])
+def test_a_command_needing_pytorch_says_in_one_line_what_to_install_where_it_is_absent(args):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # as in a venue install, which has no PyTorch
+        from occupancy.cli import main
+        sys.exit(main({args!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (f"occupancy: error: `occupancy {args[0]}` needs the train extra (torch is not installed): "
+                    "pip install 'occupancy[train]'")
+
+
 def test_version():
     proc = occupancy("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"occupancy {__version__}"
