@@ -29,3 +29,7 @@ class StorageError(OccupancyError):
 
 class LogGoneError(StorageError):
     """The log file was deleted or replaced while a run wrote it: what the run logged is not at its path."""
+
+
+class MissingExtraError(OccupancyError):
+    """The command needs packages a venue install leaves out: PyTorch and the lab (the train extra)."""

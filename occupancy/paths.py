@@ -2,10 +2,14 @@
 
 The project folder is the source checkout (where config.yaml, models/ and runs/ are); training
 writes models/ and runs/ there, and the default config resolves its relative paths against it.
+The models a user counts with by default are package data (occupancy/models/shipped), found through
+importlib.resources, so an installed wheel counts without a checkout; `occupancy export --onnx
+--install` copies a model from models/ there.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 SAMPLE_RATE = 16000  # Hz: the rate every window is counted at
@@ -13,7 +17,9 @@ WINDOW_S = 1.0  # seconds in one counted window
 WINDOW = int(SAMPLE_RATE * WINDOW_S)  # samples in one counted window
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-MODELS_DIR = PROJECT_DIR / "models"
+MODELS_DIR = PROJECT_DIR / "models"  # where training installs its models (a source checkout)
 RUNS_DIR = PROJECT_DIR / "runs"
-DEFAULT_MODEL = MODELS_DIR / "counter.safetensors"  # the counter monitor, replay and classify use
-SEX_MODEL = MODELS_DIR / "counter-sex.safetensors"  # the shipped model with the sex-composition head
+SHIPPED_DIR = Path(str(resources.files("occupancy") / "models" / "shipped"))  # package data
+DEFAULT_MODEL = SHIPPED_DIR / "counter.safetensors"  # the counter monitor, replay and classify use
+SEX_MODEL = SHIPPED_DIR / "counter-sex.safetensors"  # the shipped model with the sex-composition head
+GATE_MODEL = SHIPPED_DIR / "silero_vad_batch.onnx"  # the speech gate for ONNX Runtime (silero-vad, MIT)

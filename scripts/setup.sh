@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up occupancy on a fresh Debian machine with Python 3.11: the PortAudio system library (for the
-# microphone), a virtual environment in .venv, and the package with its test tools. Safe to re-run.
+# microphone), a virtual environment in .venv, and the package with everything: the training extra
+# (PyTorch, for train/evaluate/bench/export and CUDA) and the test tools. Safe to re-run.
+# A venue needs neither: `pip install .` alone counts, on ONNX Runtime (README, "Install at a venue").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,10 +23,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "setup: installing occupancy and its dependencies into .venv (first run takes a few minutes)"
-if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".[test]" >.venv/pip.log 2>&1; then
+if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".[train,test]" >.venv/pip.log 2>&1; then
     grep -v "^WARNING: Location" .venv/pip.log | tail -n 20 >&2
     echo "setup: pip install failed (full log: .venv/pip.log)" >&2
     exit 1
 fi
-.venv/bin/python -c 'import occupancy, torch, torchaudio' || { echo "setup: installed packages do not import" >&2; exit 1; }
+.venv/bin/python -c 'import occupancy, onnxruntime, soxr, torch, torchaudio' || { echo "setup: installed packages do not import" >&2; exit 1; }
 echo "setup: ready (.venv/bin/occupancy)"

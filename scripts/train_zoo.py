@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from occupancy.config import load_config  # noqa: E402
 from occupancy.lab.evaluate import TEST_SETS, evaluate_windows, mixture_windows  # noqa: E402
-from occupancy.models import ARCHITECTURES, count_parameters, load_counter  # noqa: E402
-from occupancy.models.architectures import parameter_table  # noqa: E402
+from occupancy.models import ARCHITECTURES, load_counter  # noqa: E402
+from occupancy.models.architectures import count_parameters, parameter_table  # noqa: E402
 from occupancy.lab.train import PRESETS, TrainSettings, train  # noqa: E402
 
 log = logging.getLogger("zoo")
@@ -62,7 +62,7 @@ def main() -> int:
                                         "max_minutes": args.minutes_per_model, "train_length": args.train_length,
                                         "val_length": 1000})
             best = train(config, settings, run, arch, threads=args.threads)
-            counter = load_counter(best, device="auto", vad=False)
+            counter = load_counter(best, device="auto", vad=False, runtime="torch")
             metrics = counter.metadata["metrics"]
             row = {"arch": arch, "recipe": recipe, "params": count_parameters(counter.model),
                    "minutes": metrics["train_minutes"], "best_epoch": metrics["best_epoch"],

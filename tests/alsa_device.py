@@ -4,7 +4,7 @@ As a plain file, PortAudio reads it at 16 kHz int16 mono and gets exactly the fi
 faster than real time (a sound card whose clock runs fast); past the file's end it repeats leftovers,
 so a run must stop after the file's length (--duration). Through a FIFO fed on the clock
 (`alsa_paced_device`) it plays in real time, as a microphone does.
-The device itself is made by occupancy.lab.bench (the benchmark measures the monitor through it too).
+The device itself is made by occupancy.lab.alsa (the benchmark measures the monitor through it too).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occupancy.lab.bench import ALSA_CONF
-from occupancy.lab.bench import ALSA_DEVICE as DEVICE
-from occupancy.lab.bench import alsa_file_device as _device_environment
+from occupancy.lab.alsa import ALSA_CONF
+from occupancy.lab.alsa import ALSA_DEVICE as DEVICE
+from occupancy.lab.alsa import alsa_file_device as _device_environment
 
 __all__ = ["DEVICE", "alsa_file_device", "alsa_paced_device"]
 

@@ -3,7 +3,8 @@
 Each family of subcommands has a module here exposing `add_command(subparsers)`; the parsers it
 adds set `handler(args, config) -> exit code`, which calls into the part of the package that does the work.
 Only the module of the subcommand named on the command line is imported (all of them for
-`occupancy --help` or an unknown name): most pull in PyTorch, seconds that `report` does not need.
+`occupancy --help` or an unknown name), and none of them loads a model runtime or the audio
+libraries until its handler runs, so `--help` and `report` start at once.
 User mistakes (OccupancyError) end as one line on stderr and a non-zero exit, never a traceback.
 """
 
@@ -12,11 +13,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# Before numpy loads: its BLAS would start a thread per core for the log-mel front end's matrix
+# product, which stalled for 70-770 ms instead of 5 on a machine whose cores were busy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .. import __version__
 from ..config import load_config
-from ..errors import OccupancyError
+from ..errors import MissingExtraError, OccupancyError
 
 # Every subcommand and the module that adds it, in the order `occupancy --help` lists them.
 COMMANDS = {
@@ -32,6 +38,8 @@ COMMANDS = {
     "export": "occupancy.cli.lab",
 }
 COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))
+# What the train extra installs (pyproject.toml), by import name: a venue install has none of them.
+TRAIN_EXTRA = {"torch", "torchaudio", "silero_vad", "pyroomacoustics", "scipy", "tqdm", "onnx", "onnxscript"}
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -83,14 +91,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def run_handler(args: argparse.Namespace) -> int:
+    """The subcommand's handler with the config; a package of the train extra missing (train,
+    evaluate, bench, export or CUDA in a venue install) is a MissingExtraError saying what to install."""
+    try:
+        return int(args.handler(args, load_config(args.config)) or 0)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in TRAIN_EXTRA:
+            raise
+        raise MissingExtraError(f"`occupancy {args.command}` needs the train extra ({exc.name} is not installed): "
+                                "pip install 'occupancy[train]'") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(named_command(argv))
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        config = load_config(args.config)
-        return int(args.handler(args, config) or 0)
+        return run_handler(args)
     except OccupancyError as exc:
         print(f"occupancy: error: {exc}", file=sys.stderr)
         return exc.exit_code

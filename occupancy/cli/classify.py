@@ -14,18 +14,13 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 
-import numpy as np
-
-from ..engine.audio import Window, file_windows, find_audio_files
 from ..config import Config, override
-from ..engine.events import count_label
-from ..engine.loading import load_counter_from_config
 from ..errors import AudioError
 
 log = logging.getLogger(__name__)
 
 
-def batched(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+def batched(windows: Iterator, size: int) -> Iterator[list]:
     while batch := list(islice(windows, size)):
         yield batch
 
@@ -49,6 +44,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    import numpy as np
+
+    from ..engine.audio import file_windows, find_audio_files
+    from ..engine.loading import load_counter_from_config
+
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
                       sex=args.sex or None)
@@ -73,9 +73,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return 2 if failures else 0
 
 
-def print_window(path: str, window: Window, probs: np.ndarray, classes: list[int], as_json: bool,
-                 sex: np.ndarray | None = None) -> None:
-    count = classes[int(np.argmax(probs))]
+def print_window(path: str, window, probs, classes: list[int], as_json: bool, sex=None) -> None:
+    """One line for `window` (an engine.audio.Window) given its count probabilities and women/men."""
+    from ..engine.events import count_label
+
+    count = classes[int(probs.argmax())]
     if as_json:
         row = {
             "path": path,

@@ -14,14 +14,8 @@ import math
 import sys
 from datetime import UTC, datetime
 
-from ..engine.audio import find_audio_files
-from ..engine.capture import FileSource, MicSource, find_device, input_devices, import_sounddevice
 from ..config import Config, override
 from ..errors import ConfigError, DeviceError
-from ..engine.loading import load_counter_from_config
-from ..engine.pipeline import Pipeline
-from ..sample import SAMPLE_AUDIO
-from ..ui.headless import run_headless
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +85,8 @@ def _common_flags(parser: argparse.ArgumentParser, dashboard_default: bool) -> N
 
 
 def run_devices(args, config: Config) -> int:
+    from ..engine.capture import import_sounddevice, input_devices
+
     sd = import_sounddevice()
     devices = input_devices()
     if not devices:
@@ -108,6 +104,11 @@ def run_devices(args, config: Config) -> int:
 
 
 def run_replay(args, config: Config) -> int:
+    from ..engine.audio import find_audio_files
+    from ..engine.capture import FileSource
+    from ..engine.loading import load_counter_from_config
+    from ..engine.pipeline import Pipeline
+
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
     files = find_audio_files(args.files)
@@ -119,6 +120,11 @@ def run_replay(args, config: Config) -> int:
 
 
 def run_monitor(args, config: Config) -> int:
+    from ..engine.capture import FileSource, MicSource, find_device
+    from ..engine.loading import load_counter_from_config
+    from ..engine.pipeline import Pipeline
+    from ..sample import SAMPLE_AUDIO
+
     config = override(config, "audio", device=args.device, hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
     spec = config.audio.device
@@ -155,7 +161,7 @@ def _parse_start(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
+def _run(pipeline, config: Config, dashboard: bool) -> int:
     """Run to the end of the source, or until Ctrl-C/SIGTERM/SIGHUP (or `q` on the dashboard); all stop cleanly."""
     if dashboard and not sys.stdout.isatty():
         log.info("output is not a terminal: printing one line per window instead of the dashboard")
@@ -164,4 +170,6 @@ def _run(pipeline: Pipeline, config: Config, dashboard: bool) -> int:
         from ..ui.dashboard import run_dashboard  # Textual only when the screen is wanted
 
         return run_dashboard(pipeline, config)
+    from ..ui.headless import run_headless
+
     return run_headless(pipeline)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from ..config import Config, current_name, override
@@ -81,8 +80,8 @@ TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_dec
 
 
 def _add_train(subparsers) -> None:
-    from ..lab.train import PRESETS
-    from ..models.architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE
+    from ..lab.presets import PRESETS
+    from ..models import ARCHITECTURES, DEFAULT_ARCHITECTURE
 
     p = subparsers.add_parser(
         "train", help="train a counting network on fresh mixtures (also under torchrun)",
@@ -97,7 +96,8 @@ def _add_train(subparsers) -> None:
                    metavar="{" + ",".join(sorted(PRESETS)) + "}",
                    help="'paper': the seed paper's batch 32, Adam, lr 1e-4, 10 epochs on its recipe; flags below override")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<name>)")
-    p.add_argument("--install", action="store_true", help="copy the best model into models/<name>.safetensors at the end")
+    p.add_argument("--install", action="store_true", help="copy the best model (and its ONNX companion) into "
+                                                          "models/<name>.safetensors at the end")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
     p.add_argument("--arch-kwargs", metavar="JSON", help='architecture options, e.g. \'{"width": 96}\'')
     p.add_argument("--init", metavar="PATH", help="start from this model's weights: the same network (fine-tuning), "
@@ -115,7 +115,9 @@ def _add_train(subparsers) -> None:
 
 
 def run_train(args, config: Config) -> int:
-    from ..lab.train import PRESETS, train_distributed, train_settings
+    from ..lab.onnx import export_and_check, install_model
+    from ..lab.presets import PRESETS
+    from ..lab.train import train_distributed, train_settings
 
     if args.preset not in PRESETS:
         raise OccupancyError(f"--preset: must be one of {', '.join(sorted(PRESETS))}, got {args.preset!r}")
@@ -136,11 +138,10 @@ def run_train(args, config: Config) -> int:
     if best is None:  # a worker process of a distributed run
         return 0
     print(f"best model: {best}")
+    export_and_check(config, best)  # its ONNX companion, which the CPU runtime counts with
     if args.install:
-        target = MODELS_DIR / best.name
-        shutil.copyfile(best, target)
-        shutil.copyfile(best.with_suffix(".json"), target.with_suffix(".json"))
-        print(f"installed: {target}")
+        for file in install_model(best, MODELS_DIR):
+            print(f"installed: {file}")
     return 0
 
 
@@ -177,7 +178,7 @@ def run_evaluate(args, config: Config) -> int:
         raise OccupancyError("--record stores test-split figures only: leave out --split")
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
                       threads=args.threads)
-    counter = load_counter_from_config(config.model)
+    counter = load_counter_from_config(config.model, runtime="torch")
     results, speed = evaluate_model(counter, config, split=args.split, length=args.length, seed=args.seed,
                                     data=args.data)
     print(format_report(counter.name, results, counter.classes, BARS if test else {}))
@@ -219,18 +220,28 @@ def run_bench(args, config: Config) -> int:
 
 def _add_export(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="write the count network as ONNX and check it counts like PyTorch",
-        description="Export the count network (without the VAD gate) as ONNX and check with onnxruntime "
-                    "that every window of the bundled sample gets the same count.",
+        "export", help="write a model's ONNX companion (the CPU runtime's network) and check it against PyTorch",
+        description="Export the count network as <model>.onnx beside its weights and check with ONNX Runtime "
+                    "that the counter (speech gate included) counts the bundled sample and the test mixtures "
+                    "like PyTorch. --install then makes it the shipped model that any install counts with.",
     )
     p.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
     p.add_argument("--model", metavar="PATH", help="model weights (default: model.path, else the shipped counter)")
-    p.add_argument("--out", metavar="PATH", help="ONNX file to write (default: beside the model, .onnx)")
+    p.add_argument("--install", action="store_true",
+                   help="also copy the model, its JSON and ONNX into the package's shipped models "
+                        "(occupancy/models/shipped) and rebuild the speech gate's ONNX model there")
     p.set_defaults(handler=run_export)
 
 
 def run_export(args, config: Config) -> int:
-    from ..lab.onnx import export_and_check
+    from ..lab.onnx import build_gate_model, export_and_check, install_model
+    from ..models import default_model_path
 
-    export_and_check(override(config, "model", path=args.model), args.out)
+    weights = Path(args.model or config.model.path or default_model_path())
+    if args.install:  # first, so the check runs the gate that will ship
+        print(f"written: {build_gate_model()}")
+    export_and_check(config, weights)
+    if args.install:
+        for file in install_model(weights):
+            print(f"installed: {file}")
     return 0

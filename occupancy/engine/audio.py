@@ -1,7 +1,8 @@
 """Audio in: read WAV/FLAC files as 16 kHz mono float32 and slice any stream into 1-s windows.
 
 Files of any common rate, bit depth and channel count are accepted: channels are averaged,
-rates are converted with torchaudio's resampler. Every way a file can be unusable (missing, empty,
+rates are converted with soxr's streaming resampler (one stream per file or stretch of live audio,
+so block edges leave no trace: the result equals resampling the whole stream at once). Every way a file can be unusable (missing, empty,
 truncated, corrupt, not audio) becomes an AudioError with one line naming the file.
 The WindowSlicer is the single place where a stream of samples becomes overlapping windows; files,
 replays and the live microphone all go through it.
@@ -18,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+import soxr
 
 from ..errors import AudioError
 from ..paths import SAMPLE_RATE
@@ -89,33 +89,54 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     return handle
 
 
-def to_mono_16k(block: np.ndarray, rate: int) -> np.ndarray:
-    """Average channels, convert to 16 kHz float32 and replace NaN/inf samples by silence."""
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Average channels into contiguous float32 and replace NaN/inf samples by silence."""
     mono = block.mean(axis=1) if block.ndim == 2 else block
-    mono = np.asarray(mono, dtype=np.float32)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
     if not np.isfinite(mono).all():
         mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    if rate != SAMPLE_RATE and mono.size:
-        mono = AF.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
     return mono
+
+
+class Resampler:
+    """One stream of mono float32 audio at `rate`, in blocks of any size, to 16 kHz.
+
+    soxr keeps the filter's state between blocks (so no block edge shows) and holds back the last
+    few milliseconds until it has heard what follows them: `flush()` at the end of the stream gives
+    them out. At 16 kHz blocks pass through untouched.
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+
+    def push(self, mono: np.ndarray) -> np.ndarray:
+        return mono if self._stream is None else self._stream.resample_chunk(mono)
+
+    def flush(self) -> np.ndarray:
+        """The samples held back, once the stream has ended."""
+        empty = np.zeros(0, np.float32)
+        return empty if self._stream is None else self._stream.resample_chunk(empty, last=True)
 
 
 def stream_audio(path: str | Path, chunk_seconds: float = _CHUNK_SECONDS) -> Iterator[np.ndarray]:
     """Yield a file as 16 kHz mono float32 chunks, so hours of audio never sit in memory at once."""
     path = Path(path)
     with open_audio(path) as handle:
-        rate = handle.samplerate
-        frames = max(1, int(chunk_seconds * rate))
+        resampler = Resampler(handle.samplerate)
+        frames = max(1, int(chunk_seconds * handle.samplerate))
         warned = False
         try:
             while True:
                 block = handle.read(frames, dtype="float32", always_2d=True)
-                if not len(block):
-                    return
                 if not warned and not np.isfinite(block).all():
                     log.warning("%s: NaN or infinite samples replaced by silence", path)
                     warned = True
-                yield to_mono_16k(block, rate)
+                chunk = resampler.push(to_mono(block)) if len(block) else resampler.flush()
+                if len(chunk):  # the resampler may hold back a short first block entirely
+                    yield chunk
+                if not len(block):
+                    return
         except sf.LibsndfileError as exc:
             raise AudioError(f"{path}: truncated or corrupt audio ({exc})") from None
 

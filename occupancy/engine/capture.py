@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from ..paths import SAMPLE_RATE, WINDOW_S
-from .audio import WindowSlicer, open_audio, stream_audio, to_mono_16k
+from .audio import Resampler, WindowSlicer, open_audio, stream_audio, to_mono
 from ..errors import AudioError, DeviceError
 from .events import TimedWindow
 
@@ -414,26 +414,17 @@ class Capture(threading.Thread):
         self.error: Exception | None = None
 
     def run(self) -> None:
-        slicer, anchor = None, None
+        stretch: _Stretch | None = None
         try:
             while (block := self.blocks.get()) is not None:
-                samples = to_mono_16k(as_float(block.samples), block.rate)
-                if self.remaining is not None:
-                    samples = samples[: self.remaining]
-                    self.remaining -= len(samples)
-                    if self.remaining == 0:
-                        self.source.stop()
-                if not len(samples):
-                    continue
-                if block.start is not None or slicer is None:
-                    slicer = WindowSlicer(self.window_s, self.hop_s)
-                    anchor = block.start or datetime.now(UTC)
-                if self.recorder:
-                    self.recorder.write(samples, block.start)
-                self.samples_in += len(samples)
-                for window in slicer.push(samples):
-                    start = anchor + timedelta(seconds=window.start_s)
-                    self.windows.put(TimedWindow(start, window.samples, self.hop_s, block.captured_at))
+                if block.start is not None or stretch is None:  # a new stretch of audio starts here
+                    if stretch is not None:
+                        self._take(stretch, stretch.resampler.flush())
+                    stretch = _Stretch(block, self.window_s, self.hop_s)
+                stretch.captured_at = block.captured_at
+                self._take(stretch, stretch.resampler.push(to_mono(as_float(block.samples))))
+            if stretch is not None:
+                self._take(stretch, stretch.resampler.flush())
         except Exception as exc:  # noqa: BLE001 - a failure must reach the pipeline, not vanish
             self.error = exc
             self.source.stop()
@@ -443,3 +434,32 @@ class Capture(threading.Thread):
             if self.recorder:
                 self.recorder.close()
             self.windows.put(None)
+
+    def _take(self, stretch: _Stretch, samples: np.ndarray) -> None:
+        """A stretch's next 16 kHz samples: recorded, then sliced into windows (none past `max_seconds`)."""
+        if self.remaining is not None:
+            samples = samples[: self.remaining]
+            self.remaining -= len(samples)
+            if self.remaining == 0:
+                self.source.stop()
+        if not len(samples):
+            return
+        if self.recorder:
+            self.recorder.write(samples, stretch.begins)
+            stretch.begins = None
+        self.samples_in += len(samples)
+        for window in stretch.slicer.push(samples):
+            start = stretch.anchor + timedelta(seconds=window.start_s)
+            self.windows.put(TimedWindow(start, window.samples, self.hop_s, stretch.captured_at))
+
+
+class _Stretch:
+    """An unbroken run of audio from the source (it ends at a gap): its own resampler, so the audio
+    on either side of a gap is never filtered together, and its own windows, timed from its start."""
+
+    def __init__(self, first: Block, window_s: float, hop_s: float):
+        self.resampler = Resampler(first.rate)
+        self.slicer = WindowSlicer(window_s, hop_s)
+        self.anchor = first.start or datetime.now(UTC)
+        self.begins: datetime | None = self.anchor  # for the recorder, until its first samples are written
+        self.captured_at = first.captured_at  # when the latest block arrived

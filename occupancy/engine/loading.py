@@ -12,16 +12,17 @@ from ..config import ModelConfig
 from ..errors import ModelError
 
 
-def load_counter_from_config(model: ModelConfig, *, live: bool = False):
+def load_counter_from_config(model: ModelConfig, *, live: bool = False, runtime: str | None = None):
     """The counter `model` describes (with `model.sex`, the shipped sex-composition model unless
     `model.path` names another). `live` (monitor, replay): unless `model.threads` says otherwise,
-    inference gets all cores but one, left for capture and the log writer."""
+    inference gets all cores but one, left for capture and the log writer. `runtime` (see
+    load_counter): by default ONNX Runtime on the CPU, PyTorch for CUDA; the lab asks for 'torch'."""
     from ..models import load_counter, sex_model_path  # the model runtime only when a counter is wanted
 
     threads = model.threads or (max(1, (os.cpu_count() or 2) - 1) if live else 0)
     counter = load_counter(
         path=model.path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads,
-        sex=model.sex,
+        sex=model.sex, runtime=runtime,
     )
     if model.sex and not counter.has_sex_head:
         raise ModelError(f"{counter.path}: this model has no sex-composition head, which --sex (model.sex) needs "

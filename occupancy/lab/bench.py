@@ -1,13 +1,17 @@
 """`occupancy bench`: is this machine fast enough, and how does our model compare to the seed paper's M5?
 
-Everything is measured through the code the monitor runs: accuracy with occupancy.lab.evaluate on the
-test split's mixtures; classify speed and single-window latency with the counter's own `predict`
-(VAD gate + network, as live) and with the network alone, in PyTorch and in onnxruntime; replay
-speed with a real Pipeline writing a real SQLite log; capture-to-count and capture-to-log latency
-from a replay paced in real time (the live path: blocks stamped when they arrive, counted, and
-committed); the monitor's peak memory from `occupancy monitor` in a child process reading a real
-PortAudio device (ALSA's file plugin playing the sample; its peak is the kernel's VmHWM). Each figure is taken for the default
-model and for M5 in the same run and given as a ratio (M5 / default).
+Everything is measured through the code the monitor runs, which on a CPU is ONNX Runtime (the model's
+ONNX companion and the ONNX speech gate; M5's companion is exported into a temporary folder first):
+accuracy with occupancy.lab.evaluate on the test split's mixtures; whether ONNX Runtime counts like
+PyTorch (the bundled sample and those mixtures); classify speed and single-window latency with the
+counter's own `predict` (VAD gate + network, as live) and with the network alone, and the same in
+PyTorch beside them; replay speed with a real Pipeline writing a real SQLite log; capture-to-count
+and capture-to-log latency from a replay paced in real time (the live path: blocks stamped when they
+arrive, counted, and committed); the monitor's peak memory and start from `occupancy monitor` in a
+child process reading a real PortAudio device (ALSA's file plugin playing the sample; its peak is the
+kernel's VmHWM). Each figure is taken for the default model and for M5 in the same run and given as a
+ratio (M5 / default). Two figures belong to the program, not a model: `occupancy --help`'s wall time
+and the disk a venue install takes.
 
 Timings depend on the machine's load: the JSON records the load average before and after.
 """
@@ -17,12 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+import tomllib
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -34,48 +42,55 @@ from ..engine.audio import read_audio
 from ..engine.capture import FileSource
 from ..config import Config, override
 from ..errors import OccupancyError
-from ..paths import RUNS_DIR, SAMPLE_RATE
+from ..models.files import metadata_path
+from ..paths import PROJECT_DIR, RUNS_DIR, SAMPLE_RATE
 from ..engine.loading import load_counter_from_config
 from ..engine.pipeline import Pipeline
 from ..sample import SAMPLE_AUDIO, load_truth, sample_windows
 from ..engine.store import open_store
+from .alsa import ALSA_CONF, ALSA_DEVICE, alsa_file_device
+from .onnx import compare_runtimes, export_onnx
 
 log = logging.getLogger(__name__)
 
-ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
-ALSA_DEVICE = "occfile"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # replays are logged at a fixed, recognisable time
 
 # How much work each figure gets: --quick only proves that every part runs.
 SIZES = {
-    False: dict(seconds=3.0, accuracy_windows=400, replay_copies=10, latency_s=20.0, monitor_s=60.0),
-    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=2.0, monitor_s=3.0),
+    False: dict(seconds=3.0, accuracy_windows=400, replay_copies=10, latency_s=20.0, monitor_s=60.0, help_runs=7),
+    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=2.0, monitor_s=3.0, help_runs=1),
 }
 LOW_FLUSH_S = 0.05  # a flush interval that keeps capture-to-log latency within the target
 
-# (key, label, target, is the target a minimum) for the table; keys index a model's flat figures.
+# (key, label, target, is the target a minimum) for the table; keys index a model's flat figures, or
+# the program's ("program.").
 TABLE = [
     ("accuracy.realistic dry", "accuracy, realistic dry (test split)", None, True),
     ("accuracy.realistic reverberant", "accuracy, realistic reverberant", None, True),
     ("accuracy.paper recipe", "accuracy, paper recipe", None, True),
     ("accuracy.bundled sample", "accuracy, bundled sample (replayed)", None, True),
+    ("same_as_pytorch.bundled sample", "ONNX counts = PyTorch's, bundled sample", 1.0, True),
+    ("same_as_pytorch.test mixtures", "ONNX counts = PyTorch's, test mixtures", 0.995, True),
     ("counter.batch1_windows_per_s", "classify windows/s, batch 1", None, True),
-    ("counter.batched_windows_per_s", "classify windows/s, batched", 1000, True),
+    ("counter.batched_windows_per_s", "classify windows/s, batched", 1500, True),
     ("counter.batched_windows_per_cpu_s", "classify windows per CPU-second, batched", None, True),
     ("counter.latency_p50_ms", "single-window latency p50 (ms)", None, False),
-    ("counter.latency_p99_ms", "single-window latency p99 (ms)", 5, False),
+    ("counter.latency_p99_ms", "single-window latency p99 (ms)", 3, False),
     ("network.batched_windows_per_s", "network alone windows/s, batched", None, True),
     ("network.latency_p99_ms", "network alone latency p99 (ms)", None, False),
-    ("onnx.batched_windows_per_s", "ONNX network windows/s, batched", None, True),
-    ("onnx.latency_p99_ms", "ONNX network latency p99 (ms)", None, False),
+    ("pytorch.batched_windows_per_s", "PyTorch counter windows/s, batched", None, True),
+    ("pytorch.latency_p99_ms", "PyTorch counter latency p99 (ms)", None, False),
     ("replay.x_realtime", "replay with SQLite log (x real time)", 500, True),
     ("replay.x_realtime_per_cpu_s", "replay, audio seconds per CPU-second", None, True),
     ("latency.count_p99_ms", "capture-to-count p99 (ms)", None, False),
     ("latency.log_p50_ms", "capture-to-log p50 (ms), configured flush", None, False),
     ("latency.log_p99_ms", "capture-to-log p99 (ms), configured flush", None, False),
     ("latency_low_flush.log_p99_ms", f"capture-to-log p99 (ms), flush {LOW_FLUSH_S} s", 100, False),
-    ("monitor.peak_rss_mb", "monitor peak memory (MB)", 600, False),
+    ("monitor.peak_rss_mb", "monitor peak memory (MB)", 150, False),
+    ("monitor.start_s", "monitor start, launch to counting (s)", 2, False),
     ("load_s", "model load time (s)", None, False),
+    ("program.help_s", "`occupancy --help` (s)", 0.3, False),
+    ("program.venue_install_mb", "venue install on disk (MB)", 400, False),
 ]
 
 
@@ -83,50 +98,55 @@ def run_bench(config: Config, *, quick: bool, output: str | Path, m5: str | None
     """Measure everything, print the table and write the JSON to `output`."""
     sizes = SIZES[quick]
     load_before = os.getloadavg()
-    classify_threads = torch.get_num_threads()  # torch's default, as `classify` runs; the monitor keeps a core free
     with tempfile.TemporaryDirectory(prefix="occupancy-bench-") as tmp:
         folder = Path(tmp)
         m5_path, m5_trained = find_m5(m5, config, folder)
         models = {"default": config, "M5": override(config, "model", path=str(m5_path))}
-        counters = {}
-        _load(models["default"])  # warm-up: the first load also imports silero-vad
-        figures: dict[str, dict] = {}
+        program = {"help_s": help_seconds(sizes["help_runs"]), "venue_install_mb": venue_install_mb()}
+        live, batched, figures = {}, {}, {}
         for name, model_config in models.items():
             started = time.perf_counter()
-            counters[name] = _load(model_config)
-            figures[name] = {"model": counters[name].name, "file": str(counters[name].path),
+            live[name] = load_counter_from_config(model_config.model, live=True)  # as monitor and replay load it
+            figures[name] = {"model": live[name].name, "file": str(live[name].path),
                              "load_s": round(time.perf_counter() - started, 3)}
+            batched[name] = load_counter_from_config(model_config.model)  # as classify loads it
         figures["M5"]["trained"] = m5_trained
-        log.info("bench: accuracy on the test split")
-        for name, acc in accuracy(config, counters, sizes["accuracy_windows"]).items():
-            figures[name]["accuracy"] = acc
         windows = speech_first_windows(config.model.batch_size)
-        for name, counter in counters.items():
+        for name, counter in live.items():  # before PyTorch is loaded, which tunes the process's allocator
             log.info("bench: %s", name)
             fig = figures[name]
-            fig["counter"] = speed(counter.predict, windows, sizes["seconds"], classify_threads)
-            fig["network"] = speed(counter.count_probabilities, windows, sizes["seconds"], classify_threads)
-            fig["onnx"] = onnx_speed(counter, windows, sizes["seconds"], folder, classify_threads)
+            fig["counter"] = speed(counter.predict, batched[name].predict, windows, sizes["seconds"])
+            fig["network"] = speed(counter.count_probabilities, batched[name].count_probabilities, windows,
+                                   sizes["seconds"])
             fig["replay"] = replay_speed(models[name], counter, sizes["replay_copies"], folder)
-            fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
             fig["latency"] = capture_latency(models[name], counter, sizes["latency_s"], folder)
             low = override(models[name], "storage", flush_interval_s=LOW_FLUSH_S)
             fig["latency_low_flush"] = capture_latency(low, counter, sizes["latency_s"], folder)
-            fig["monitor"] = monitor_memory(counter.path, sizes["monitor_s"], folder)
+            fig["monitor"] = monitor_run(counter.path, sizes["monitor_s"], folder)
+        log.info("bench: PyTorch, and accuracy on the test split")
+        pytorch = {name: load_counter_from_config(c.model, live=True, runtime="torch") for name, c in models.items()}
+        for name, (acc, same) in accuracy(config, live, pytorch, sizes["accuracy_windows"]).items():
+            fig = figures[name]
+            fig["accuracy"], fig["same_as_pytorch"] = acc, same
+            fig["accuracy"]["bundled sample"] = fig["replay"].pop("sample_accuracy")
+            fig["same_as_pytorch"]["bundled sample"] = _same_share(pytorch[name], live[name], sample_windows())
+            fig["pytorch"] = speed(pytorch[name].predict, _in_torch_threads(os.cpu_count(), pytorch[name].predict),
+                                   windows, sizes["seconds"])
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "machine": {
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "classify_threads": classify_threads,
-            "torch": torch.__version__,
+            "cpus": os.cpu_count(), "onnxruntime": _version("onnxruntime"), "torch": torch.__version__,
+            "live_threads": max(1, (os.cpu_count() or 2) - 1), "classify_threads": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
         "m5_note": None if m5_trained else "no trained M5 found: an untrained M5 (same architecture, same speed); "
                                            "its accuracy figures mean nothing",
+        "program": program,
         "models": figures,
         "ratios_m5_over_default": ratios(figures),
-        "targets": targets(figures["default"]),
+        "targets": targets(figures["default"], program),
     }
     print(format_table(result))
     output = Path(output)
@@ -135,25 +155,28 @@ def run_bench(config: Config, *, quick: bool, output: str | Path, m5: str | None
     print(f"\nwritten: {output}")
 
 
-def _load(config: Config):
-    """The counter exactly as `monitor` loads it (same threads, VAD gate, device)."""
-    return load_counter_from_config(config.model, live=True)
-
-
 def find_m5(given: str | None, config: Config, folder: Path) -> tuple[Path, bool]:
-    """A trained M5 (given, or from the zoo's runs), else an untrained one saved in `folder`."""
-    from ..models import build_model, read_metadata, save_model
+    """A trained M5 (given, or from the zoo's runs), else an untrained one, copied into `folder` with
+    its ONNX companion (the monitor's runtime counts with it)."""
+    from ..models import read_metadata
+    from ..models.architectures import build_model
+    from ..models.io import save_model
 
-    if given:
-        return Path(given), True
-    trained = sorted((RUNS_DIR / "zoo").glob("M5-*/M5.safetensors"),
-                     key=lambda path: path.parent.name != "M5-realistic")  # trained like ours first
+    trained = [Path(given)] if given else sorted(
+        (RUNS_DIR / "zoo").glob("M5-*/M5.safetensors"),
+        key=lambda path: path.parent.name != "M5-realistic")  # trained like ours first
+    weights = folder / "M5.safetensors"
     if trained:
-        return trained[0], True
-    classes = read_metadata(_default_weights(config))["classes"]
-    torch.manual_seed(0)
-    meta = {"architecture": "M5", "arch_kwargs": {}, "classes": classes, "sample_rate": SAMPLE_RATE, "window_s": 1.0}
-    return save_model(build_model("M5", n_classes=len(classes)).eval(), folder / "M5-untrained.safetensors", meta), False
+        for source, target in ((trained[0], weights), (metadata_path(trained[0]), metadata_path(weights))):
+            shutil.copyfile(source, target)
+    else:
+        classes = read_metadata(_default_weights(config))["classes"]
+        torch.manual_seed(0)
+        meta = {"architecture": "M5", "arch_kwargs": {}, "classes": classes, "sample_rate": SAMPLE_RATE,
+                "window_s": 1.0}
+        save_model(build_model("M5", n_classes=len(classes)).eval(), weights, meta)
+    export_onnx(weights)
+    return weights, bool(trained)
 
 
 def _default_weights(config: Config) -> Path:
@@ -162,35 +185,55 @@ def _default_weights(config: Config) -> Path:
     return Path(config.model.path) if config.model.path else default_model_path()
 
 
-def accuracy(config: Config, counters: dict, length: int) -> dict[str, dict]:
-    """Each model's accuracy (VAD-gated counter) on the evaluation's test sets, same mixtures for all."""
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def accuracy(config: Config, counters: dict, pytorch: dict, length: int) -> dict[str, tuple[dict, dict]]:
+    """Each model's accuracy (VAD-gated counter) on the evaluation's test sets, same mixtures for all,
+    and the share of those mixtures ONNX Runtime counts as PyTorch does."""
     from .evaluate import TEST_SETS, evaluate_windows, mixture_windows
 
-    out: dict[str, dict] = {name: {} for name in counters}
+    out: dict[str, tuple[dict, dict]] = {name: ({}, {}) for name in counters}
     top = counters["default"].classes[-1]
+    same: dict[str, list[int]] = {name: [0, 0] for name in counters}
     try:
         for set_name, kwargs in TEST_SETS.items():
             windows, counts = mixture_windows(config, length=length, seed=1234, max_speakers=top, **kwargs)
             for name, counter in counters.items():
                 scores = evaluate_windows(counter, windows, counts)
-                out[name][set_name] = round(scores["counter"]["accuracy"], 4)
-                out[name][f"{set_name} (network alone)"] = round(scores["network"]["accuracy"], 4)
+                out[name][0][set_name] = round(scores["counter"]["accuracy"], 4)
+                out[name][0][f"{set_name} (network alone)"] = round(scores["network"]["accuracy"], 4)
+                check = compare_runtimes(pytorch[name], counter, windows)
+                same[name] = [same[name][0] + check["same_count"], same[name][1] + check["windows"]]
     except OccupancyError as exc:  # no corpus in a user's clone: the other figures still stand
         log.warning("bench: no test-split accuracy (%s)", exc)
         for name in counters:
-            out[name]["skipped"] = str(exc)
+            out[name][0]["skipped"] = str(exc)
+    for name, (equal, total) in same.items():
+        if total:
+            out[name][1]["test mixtures"] = round(equal / total, 4)
     return out
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with `n` torch threads, then restore the count the monitor uses."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _same_share(pytorch, counter, windows: np.ndarray) -> float:
+    check = compare_runtimes(pytorch, counter, windows)
+    return round(check["same_count"] / check["windows"], 4)
+
+
+def _in_torch_threads(n: int, predict):
+    """`predict`, run with `n` torch threads (classify's: every core), then with the count it had."""
+    def run(windows):
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return predict(windows)
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def speech_first_windows(n: int) -> np.ndarray:
@@ -201,25 +244,25 @@ def speech_first_windows(n: int) -> np.ndarray:
     return np.roll(windows, -first_speech, axis=0)[:n]
 
 
-def speed(predict, windows: np.ndarray, seconds: float, batched_threads: int) -> dict:
-    """Windows/s one at a time (with its latency percentiles) and in batches of len(windows).
+def speed(single, batched, windows: np.ndarray, seconds: float) -> dict:
+    """Windows/s one at a time with `single` (with its latency percentiles) and in batches of
+    len(windows) with `batched`.
 
-    One at a time is the live monitor's case, so it runs with the monitor's threads, over every
-    window in turn (speech, silence, and speech the gate must listen to longer); batches are
-    classify's and replay's, with `batched_threads`. Per CPU-second too: on a shared machine that is
-    what the figure would be with a core to itself.
+    One at a time is the live monitor's case (its counter keeps a core for capture and the log), over
+    every window in turn (speech, silence, and speech the gate must listen to); batches are
+    classify's and replay's (every core). Per CPU-second too: on a shared machine that is what the
+    figure would be with a core to itself.
     """
-    single, _ = _timed(predict, [w[None] for w in windows], seconds)
-    with torch_threads(batched_threads):
-        batched, cpu = _timed(predict, [windows], seconds)
-    ms = np.array(single) * 1000
-    done = len(windows) * len(batched)
+    one, _ = _timed(single, [w[None] for w in windows], seconds)
+    many, cpu = _timed(batched, [windows], seconds)
+    ms = np.array(one) * 1000
+    done = len(windows) * len(many)
     return {
-        "batch1_windows_per_s": round(len(single) / sum(single), 1),
+        "batch1_windows_per_s": round(len(one) / sum(one), 1),
         "latency_p50_ms": round(float(np.percentile(ms, 50)), 2),
         "latency_p99_ms": round(float(np.percentile(ms, 99)), 2),
         "batch": len(windows),
-        "batched_windows_per_s": round(done / sum(batched), 1),
+        "batched_windows_per_s": round(done / sum(many), 1),
         "batched_windows_per_cpu_s": round(done / cpu, 1),
     }
 
@@ -238,19 +281,48 @@ def _timed(predict, calls: list[np.ndarray], seconds: float) -> tuple[list[float
     return times, time.process_time() - cpu
 
 
-def onnx_speed(counter, windows: np.ndarray, seconds: float, folder: Path, threads: int) -> dict:
-    """The network exported to ONNX, run by onnxruntime with `threads` (classify's)."""
-    from .onnx import ExportError, OnnxNetwork, export_onnx
+def _child_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this very package first on the child's path."""
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))}
 
-    started = time.perf_counter()
-    try:
-        path = export_onnx(counter.model, folder / f"{counter.name}.onnx")
-        network = OnnxNetwork(path, threads=threads)
-    except ExportError as exc:  # onnx/onnxruntime not installed: the other figures still stand
-        log.warning("bench: no ONNX figures (%s)", exc)
-        return {"skipped": str(exc)}
-    exported = time.perf_counter() - started
-    return {"export_s": round(exported, 2), **speed(network.count_probabilities, windows, seconds, threads)}
+
+def help_seconds(runs: int) -> float:
+    """Median wall time of `occupancy --help` in a fresh interpreter, as a user starts it."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "occupancy.cli", "--help"], env=_child_env(dict(os.environ)), check=True,
+                       stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
+def venue_install_mb() -> float:
+    """Disk a venue install takes: the occupancy package and every distribution its base requirements
+    pull in (no extras), as installed here, file by file. The requirements are the checkout's
+    pyproject.toml where there is one (what `pip install .` reads), else the installed metadata's.
+    A fresh environment adds pip (about 17 MB)."""
+    from packaging.requirements import Requirement
+
+    package = Path(__file__).resolve().parents[1]
+    pyproject = PROJECT_DIR / "pyproject.toml"
+    if pyproject.is_file():
+        todo = list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
+    else:
+        todo = list(metadata.requires("occupancy") or [])
+    total = sum(f.stat().st_size for f in package.rglob("*") if f.is_file())
+    seen = {"occupancy"}
+    while todo:
+        requirement = Requirement(todo.pop())
+        name = requirement.name.lower().replace("_", "-")
+        if name in seen or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        dist = metadata.distribution(name)
+        total += sum(p.stat().st_size for p in map(Path, map(dist.locate_file, dist.files or [])) if p.is_file())
+        todo += dist.requires or []
+    return round(total / 1e6, 1)
 
 
 def replay_speed(config: Config, counter, copies: int, folder: Path) -> dict:
@@ -297,19 +369,9 @@ def _percentiles(name: str, values_ms: list[float]) -> dict:
             for label, q in (("p50", 50), ("p99", 99), ("max", 100))}
 
 
-def alsa_file_device(folder: Path, samples: np.ndarray) -> dict[str, str]:
-    """Environment in which PortAudio sees an input device 'occfile' playing `samples` (16 kHz s16le)."""
-    raw = folder / "in.raw"
-    np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2").tofile(raw)
-    conf = folder / "asound.conf"
-    conf.write_text(
-        f'pcm.{ALSA_DEVICE} {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}\n'
-    )
-    return {**os.environ, "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{conf}"}
-
-
-def monitor_memory(weights: Path, seconds: float, folder: Path, timeout: float = 600.0) -> dict:
-    """Peak resident memory of `occupancy monitor --headless` in a child process (its own rusage).
+def monitor_run(weights: Path, seconds: float, folder: Path, timeout: float = 600.0) -> dict:
+    """`occupancy monitor --headless` in a child process: its peak resident memory, and how long after
+    its launch it is counting (its run is in the log) and has logged its first window.
 
     The monitor reads the ALSA file device (real PortAudio capture), which runs far faster than real
     time: held to the wall clock, the monitor counts about a window a second of it, as live, and takes
@@ -321,19 +383,17 @@ def monitor_memory(weights: Path, seconds: float, folder: Path, timeout: float =
     command = [sys.executable, "-m", "occupancy.cli", "--config", str(config_file)]
     if ALSA_CONF.is_file():
         audio = np.resize(read_audio(SAMPLE_AUDIO), int(seconds * SAMPLE_RATE))  # the sample, looped
-        env = alsa_file_device(folder, audio)
+        env = _child_env(alsa_file_device(folder, audio))
         command += ["monitor", "--device", ALSA_DEVICE, "--duration", str(seconds)]
         how = "monitor --headless on the ALSA file device"
     else:
-        env = {**os.environ}
+        env = _child_env(dict(os.environ))
         command += ["replay", "--speed", "max", str(SAMPLE_AUDIO)]
         how = "replay --headless --speed max (no ALSA configuration here)"
     command += ["--headless", "--db", str(db)]
-    package_parent = str(Path(__file__).resolve().parents[1])  # the child imports this very code
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
     with open(folder / "monitor.err", "w+") as errors:
         child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors, cwd=folder)
-        peak_kb = _peak_memory_kb(child, timeout)
+        watched = _watch(child, db, timeout)
         errors.seek(0)
         tail = errors.read().strip().splitlines()[-1:]
     if child.returncode != 0:
@@ -341,18 +401,22 @@ def monitor_memory(weights: Path, seconds: float, folder: Path, timeout: float =
     store = open_store(db, readonly=True)
     windows = store["events"].count
     store.close()
-    return {"how": how, "peak_rss_mb": round(peak_kb / 1024, 1), "windows_logged": windows}
+    return {"how": how, **watched, "windows_logged": windows}
 
 
-def _peak_memory_kb(child: subprocess.Popen, timeout: float) -> int:
-    """The child's VmHWM (the kernel's peak-RSS counter for its program), read every 50 ms until it ends.
+def _watch(child: subprocess.Popen, db: Path, timeout: float) -> dict:
+    """Every 50 ms until the child ends: its VmHWM (the kernel's peak-RSS counter for its program), and
+    when its run, then its first window, appear in the log.
 
     Not the child's ru_maxrss: Linux carries the peak across the fork and exec that start it, so it
     would report this (larger) benchmark process instead.
     """
-    peak, deadline = 0, time.monotonic() + timeout
-    while child.poll() is None:
-        if time.monotonic() > deadline:
+    launched = time.monotonic()
+    peak, moments = 0, {}
+    while True:
+        ended = child.poll() is not None
+        now = time.monotonic()
+        if now - launched > timeout:
             child.kill()
             child.wait()
             raise OccupancyError(f"bench: the monitor did not finish within {timeout:.0f} s")
@@ -361,8 +425,23 @@ def _peak_memory_kb(child: subprocess.Popen, timeout: float) -> int:
                 peak = max([peak] + [int(line.split()[1]) for line in fh if line.startswith("VmHWM:")])
         except OSError:
             pass  # it has just ended
+        for key, table in (("start_s", "runs"), ("first_window_s", "events")):
+            if key not in moments and _has_rows(db, table):  # (a short run may end before a poll sees it)
+                moments[key] = round(now - launched, 2)
+        if ended:
+            return {"peak_rss_mb": round(peak / 1024, 1), **moments}
         time.sleep(0.05)
-    return peak
+
+
+def _has_rows(db: Path, table: str) -> bool:
+    """Whether the log exists and `table` has a row yet (read-only, never waiting on the writer)."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0) as conn:
+            return conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False  # not created yet, or busy: next time
 
 
 def flat(figures: dict, prefix: str = "") -> dict[str, float]:
@@ -382,8 +461,9 @@ def ratios(figures: dict) -> dict[str, float]:
     return {k: round(theirs[k] / v, 3) for k, v in ours.items() if k in theirs and v}
 
 
-def targets(default: dict) -> dict[str, dict]:
-    values = flat(default)
+def targets(default: dict, program: dict) -> dict[str, dict]:
+    """Each figure with a target in TABLE: the default model's, or the program's."""
+    values = {**flat(default), **flat(program, "program.")}
     out = {}
     for key, label, target, minimum in TABLE:
         if target is not None and key in values:
@@ -393,13 +473,14 @@ def targets(default: dict) -> dict[str, dict]:
 
 
 def format_table(result: dict) -> str:
-    default, m5 = (flat(result["models"][k]) for k in ("default", "M5"))
+    default = {**flat(result["models"]["default"]), **flat(result["program"], "program.")}
+    m5 = flat(result["models"]["M5"])
     ratio = result["ratios_m5_over_default"]
     m = result["machine"]
     lines = [
-        f"occupancy bench ({'quick' if result['quick'] else 'full'}): {m['cpus']} CPUs, torch {m['torch']} with "
-        f"{m['classify_threads']} threads for classify, {m['torch_threads']} for the monitor, "
-        f"load average {m['load_average_before'][0]} before, "
+        f"occupancy bench ({'quick' if result['quick'] else 'full'}): {m['cpus']} CPUs, onnxruntime "
+        f"{m['onnxruntime']} (torch {m['torch']} beside it) with {m['classify_threads']} threads for classify, "
+        f"{m['live_threads']} for the monitor, load average {m['load_average_before'][0]} before, "
         f"{m['load_average_after'][0]} after",
         f"default model: {result['models']['default']['model']}   M5: {result['models']['M5']['model']}"
         + (f" ({result['m5_note']})" if result["m5_note"] else ""),

@@ -29,7 +29,7 @@ from ..engine.audio import read_audio
 from ..config import Config
 from ..errors import OccupancyError
 from ..models.counter import Counter
-from ..models.io import metadata_path
+from ..models.files import metadata_path
 from ..paths import SAMPLE_RATE, WINDOW
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from ..paths import SAMPLE_RATE
 from ..models.architectures import LogMel, build_model, count_parameters
 from ..models.device import keep_freed_memory, pick_device
 from ..models.io import load_model, save_model
+from .presets import PRESETS
 from .widen import widen_melconv
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,6 @@ class TrainSettings:
     seed: int = 0
     workers: int = 1
     init: str = ""  # model file to start from (same network, or a narrower melconv to widen); "": random
-
-
-PRESETS = {
-    # The seed paper: batch 32, Adam, lr 1e-4, 10 epochs, cross-entropy, its own recipe, no extras.
-    "paper": dict(batch_size=32, optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="constant",
-                  epochs=10, recipe="paper", paper_share=0.0, scene_share=0.0, reverb_share=0.0, patience=0),
-    "default": {},
-}
 
 
 def train_settings(data: DataConfig, preset: str = "default", **given: Any) -> TrainSettings:

@@ -1,24 +1,22 @@
-"""Counting networks for inference: the architecture registry, model files, and the loaded counter.
+"""Counting networks for inference: model files, the counter and its speech gate, in two runtimes.
 
     from occupancy.models import load_counter
-    counter = load_counter()              # models/counter.safetensors, with the VAD gate
+    counter = load_counter()              # the shipped counter, with the VAD gate
     probs = counter.predict(windows)      # float32 [B, 16000] -> [B, len(counter.classes)]
+
+Importing this package loads no model runtime: ONNX Runtime (onnx_runtime.py) or PyTorch
+(torch_runtime.py, architectures.py, io.py) is imported when a counter or a network is built.
 """
 
-from .architectures import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_model, count_parameters
-from .counter import Counter, default_model_path, load_counter, sex_model_path
-from .io import load_model, read_metadata, save_model
+from .counter import Counter, load_counter
+from .files import ARCHITECTURES, DEFAULT_ARCHITECTURE, default_model_path, read_metadata, sex_model_path
 
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_ARCHITECTURE",
     "Counter",
-    "build_model",
-    "count_parameters",
     "default_model_path",
     "load_counter",
-    "load_model",
     "read_metadata",
-    "save_model",
     "sex_model_path",
 ]

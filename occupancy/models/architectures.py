@@ -21,6 +21,7 @@ import torchaudio
 from torch import nn
 
 from ..paths import SAMPLE_RATE
+from .files import ARCHITECTURES  # the names, listed where no torch is needed
 
 
 # The seed paper's Table II (3 classes): name -> (parameters, validation accuracy as printed).
@@ -51,7 +52,7 @@ class CountNet(nn.Module):
         logits = self.head(features)
         if self.sex is None:
             return logits
-        return logits, self.sex(features).view(len(x), 2, -1)
+        return logits, self.sex(features).unflatten(1, (2, -1))  # [B, 2, max_speakers + 1]
 
 
 def _conv_block(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -179,7 +180,7 @@ class _MeanMaxPool(nn.Module):
         return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
 
 
-# name -> builder of (body, feature width); keyword arguments pass through to the builder.
+# name -> builder of (body, feature width), one per name in ARCHITECTURES; keyword arguments pass through.
 _BODIES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "M3": lambda: _dai_body([(32, 1)]),
     "M5": lambda: _dai_body([(32, 1), (64, 1), (128, 1)]),
@@ -191,9 +192,6 @@ _BODIES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "arch3": lambda: _spectrogram_body([32], [0.2]),
     "melconv": _melconv_body,
 }
-
-ARCHITECTURES = tuple(_BODIES)
-DEFAULT_ARCHITECTURE = "melconv"
 
 
 def build_model(

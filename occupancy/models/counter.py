@@ -15,93 +15,40 @@ How the two stages combine, for each 1-s window:
 4. Otherwise the count network's softmax is returned unchanged (it may still say 0).
 Why: count networks trained on synthetic zeros call most real silent seconds "someone speaks";
 a VAD gate fixes that (see the issue's figures) while letting the network decide 1, 2 or 3+.
+
+Two runtimes count this way from the same model file: ONNX Runtime (onnx_runtime.py), what monitor,
+replay and classify run on a CPU, without PyTorch; and PyTorch (torch_runtime.py), for training,
+evaluation, export, bench and CUDA. This module holds what they share and picks one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import ModelError
-from ..paths import DEFAULT_MODEL, SAMPLE_RATE, SEX_MODEL, WINDOW
-from .device import keep_freed_memory, pick_device
-from .io import load_model
+from ..paths import WINDOW
+from .files import default_model_path, sex_model_path
 
 log = logging.getLogger(__name__)
 
 VAD_FRAME = 512
 VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears a window at, where VAD_MAX_GAIN is enough to get it there
 VAD_MAX_GAIN = 10 ** (10 / 20)
-
-
-def default_model_path() -> Path:
-    """models/counter.safetensors: the default model the monitor and classify use."""
-    return DEFAULT_MODEL
-
-
-def sex_model_path() -> Path:
-    """models/counter-sex.safetensors: the shipped model with the sex-composition head."""
-    return SEX_MODEL
-
-
-class SpeechGate:
-    """silero-vad over batches of 1-s windows: one speech probability per window (max over frames).
-
-    It takes windows `BATCH` at a time: its 31 frames are 31 sequential steps, each cheaper per
-    window in a bigger batch (measured on 2 CPU cores: 3,300 windows/s in batches of 256, 2,400/s in
-    batches of 64).
-
-    Its TorchScript build, not its ONNX one: the ONNX build scores a single window 2.6x faster, but
-    onnxruntime stores a telemetry device id in the user's home at import (and warns on stderr when
-    it cannot), which a monitor that is quiet about its venue should not do.
-    """
-
-    BATCH = 256
-
-    def __init__(self):
-        threads = torch.get_num_threads()
-        from silero_vad import load_silero_vad  # its import sets torch to 1 thread: undo that
-
-        torch.set_num_threads(threads)
-        with warnings.catch_warnings():  # silero-vad's deprecation notices are not the user's concern
-            warnings.simplefilter("ignore")
-            self.model = load_silero_vad()
-
-    def speech_probability(self, windows: torch.Tensor, enough: float | None = None) -> torch.Tensor:
-        """Each window's highest frame score [B].
-
-        With `enough`, scoring stops as soon as every window has a frame scoring at least that (each
-        window's figure is then its highest so far): whether a window reaches `enough` is unchanged,
-        and speech usually does within its first frames, so the gate rarely needs all 31.
-        """
-        rms = windows.pow(2).mean(dim=1, keepdim=True).sqrt()
-        gain = (VAD_LEVEL / rms.clamp_min(1e-12)).clamp_max(VAD_MAX_GAIN)
-        windows = (windows * gain).clamp(-1.0, 1.0)
-        self.model.reset_states()
-        best = torch.zeros(len(windows))
-        for i in range(windows.shape[1] // VAD_FRAME):
-            best = torch.maximum(best, self.model(windows[:, i * VAD_FRAME:(i + 1) * VAD_FRAME], SAMPLE_RATE)[:, 0])
-            if enough is not None and bool((best >= enough).all()):
-                break
-        return best
+RUNTIMES = ("onnx", "torch")
 
 
 class Counter:
     """A loaded model ready to count: `predict(windows [B, 16000]) -> probabilities [B, classes]`.
 
-    Any number of windows per call; the network takes them `batch_size` at a time. 64 is among the
-    fastest on CPU (measured on 2 cores: 2,950 windows/s, against 2,200/s in batches of 256, whose
-    spectrogram-sized intermediates no longer fit the caches).
+    A runtime supplies `_network(windows)` (the count softmax and, for a sex-head model, the women/men
+    softmax) and a `gate` with `speech_probability(windows, enough)`; the rest is common.
     """
 
-    def __init__(self, model, metadata: dict, path: Path, device: torch.device,
-                 gate: SpeechGate | None, vad_threshold: float, batch_size: int = 64):
-        self.model = model.to(device).eval()
+    def __init__(self, metadata: dict, path: Path, device: str, gate, vad_threshold: float):
         self.metadata = metadata
         self.path = Path(path)
         self.name = self.path.stem
@@ -109,45 +56,32 @@ class Counter:
         self.device = device
         self.gate = gate
         self.vad_threshold = vad_threshold
-        self.batch_size = batch_size
-        self._lock = threading.Lock()  # silero-vad keeps state between calls: one batch at a time
 
     @property
     def vad(self) -> bool:
         return self.gate is not None
 
-    def _check(self, windows: np.ndarray) -> torch.Tensor:
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != WINDOW:
-            raise ValueError(f"expected windows of shape [B, {WINDOW}], got {list(windows.shape)}")
-        return torch.from_numpy(np.ascontiguousarray(windows))
-
-    def _network(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One forward pass: count softmax [B, classes] and, for a sex-head model, the women/men
-        softmax [B, 2, max_speakers + 1] (else None)."""
-        x = self._check(windows)
-        counts, sexes = [], []
-        with torch.inference_mode():
-            for batch in torch.split(x, self.batch_size):
-                out = self.model(batch.to(self.device))
-                logits, sex = out if isinstance(out, tuple) else (out, None)
-                counts.append(torch.softmax(logits.float(), dim=1).cpu())
-                if sex is not None:
-                    sexes.append(torch.softmax(sex.float(), dim=2).cpu())
-        if not counts:
-            return np.zeros((0, len(self.classes)), np.float32), None
-        return torch.cat(counts).numpy(), (torch.cat(sexes).numpy() if sexes else None)
-
-    def count_probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """The count network alone (no VAD gate): softmax [B, classes]."""
-        return self._network(windows)[0]
-
     @property
     def has_sex_head(self) -> bool:
         return bool(self.metadata.get("sex_head"))
 
+    def _network(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One forward pass over checked windows: count softmax [B, classes] and, for a sex-head model,
+        the women/men softmax [B, 2, max_speakers + 1] (else None)."""
+        raise NotImplementedError
+
+    def count_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """The count network alone (no VAD gate): softmax [B, classes]."""
+        return self._network(check_windows(windows))[0]
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0."""
+        windows = check_windows(windows)
+        return self._gate(self._network(windows)[0], windows)
+
     def predict_with_sex(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`predict`'s probabilities and, from the same forward pass, [B, 2] women and men per window."""
+        windows = check_windows(windows)
         probs, sex = self._network(windows)
         if sex is None:
             raise ModelError(f"{self.path}: this model has no sex-composition head (train one with --sex-head)")
@@ -155,18 +89,11 @@ class Counter:
         return probs, _split_counts(sex, probs.argmax(axis=1))
 
     def speech_probability(self, windows: np.ndarray, enough: float | None = None) -> np.ndarray:
-        """The VAD stage alone: each window's highest 32-ms speech probability [B] (see SpeechGate's
-        for `enough`)."""
+        """The VAD stage alone: each window's highest 32-ms speech probability [B]. With `enough`, a
+        runtime may stop listening to a batch once every window has reached it (the PyTorch gate does)."""
         if self.gate is None:
             raise RuntimeError("this counter was loaded with vad=False")
-        x = self._check(windows)
-        with torch.inference_mode(), self._lock:
-            out = [self.gate.speech_probability(b, enough) for b in torch.split(x, self.gate.BATCH)]
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-    def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Probabilities of each count, rows summing to 1; VAD-silent windows are one-hot on 0."""
-        return self._gate(self.count_probabilities(windows), windows)
+        return self.gate.speech_probability(check_windows(windows), enough)
 
     def _gate(self, probs: np.ndarray, windows: np.ndarray) -> np.ndarray:
         """The VAD gate over the network's probabilities.
@@ -177,11 +104,24 @@ class Counter:
         if self.gate is not None and len(probs):
             voiced = np.flatnonzero(probs.argmax(axis=1) > 0)
             if len(voiced):
-                speech = self.speech_probability(np.asarray(windows, dtype=np.float32)[voiced], self.vad_threshold)
+                speech = self.gate.speech_probability(windows[voiced], self.vad_threshold)
                 silent = voiced[speech < self.vad_threshold]
                 probs[silent] = 0.0
                 probs[silent, 0] = 1.0
         return probs.astype(np.float32)
+
+
+def check_windows(windows: np.ndarray) -> np.ndarray:
+    """Windows as contiguous float32 [B, 16000]; ValueError for any other shape."""
+    windows = np.ascontiguousarray(windows, dtype=np.float32)
+    if windows.ndim != 2 or windows.shape[1] != WINDOW:
+        raise ValueError(f"expected windows of shape [B, {WINDOW}], got {list(windows.shape)}")
+    return windows
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return (z / z.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -196,22 +136,39 @@ def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
-                 vad_threshold: float = 0.5, threads: int = 0, sex: bool = False) -> Counter:
-    """Load a model file as a Counter; `threads` 0 keeps torch's.
+def cuda_available() -> bool:
+    """Whether PyTorch is installed and sees a CUDA GPU. torch is imported only where the NVIDIA
+    driver is loaded, so a CPU box (or an install without torch) decides without it."""
+    if importlib.util.find_spec("torch") is None or not Path("/proc/driver/nvidia").exists():
+        return False
+    import torch
 
-    Without a path: models/counter.safetensors, or with `sex` the shipped sex-composition model.
+    return torch.cuda.is_available()
+
+
+def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
+                 vad_threshold: float = 0.5, threads: int = 0, sex: bool = False,
+                 runtime: str | None = None) -> Counter:
+    """Load a model file as a Counter; `threads` 0: all cores (ONNX Runtime) or torch's default.
+
+    Without a path: the shipped counter, or with `sex` the shipped sex-composition model.
+    `runtime` 'onnx' or 'torch'; by default PyTorch for CUDA (`device` 'cuda', or 'auto' with a CUDA
+    GPU present) and ONNX Runtime on the CPU, which never imports torch.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    keep_freed_memory()
     weights = Path(path) if path is not None else sex_model_path() if sex else default_model_path()
     if path is None and not weights.is_file():
-        raise ModelError(
-            "no trained model is installed (expected models/counter.safetensors); train one with `occupancy train`"
-        )
-    model, metadata = load_model(weights)
-    chosen = pick_device(device)
-    gate = SpeechGate() if vad else None
-    log.debug("counter %s on %s, vad=%s", weights.stem, chosen, vad)
-    return Counter(model, metadata, weights, chosen, gate, vad_threshold)
+        raise ModelError(f"no trained model is installed (expected {weights}); train one with `occupancy train`")
+    if runtime is None:
+        runtime = "torch" if device == "cuda" or (device == "auto" and cuda_available()) else "onnx"
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        from .torch_runtime import load_torch_counter
+
+        counter = load_torch_counter(weights, device, vad, vad_threshold, threads)
+    else:
+        from .onnx_runtime import load_onnx_counter
+
+        counter = load_onnx_counter(weights, vad, vad_threshold, threads)
+    log.debug("counter %s on %s (%s), vad=%s", weights.stem, counter.device, runtime, vad)
+    return counter

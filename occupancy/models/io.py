@@ -1,4 +1,4 @@
-"""Model files: `<name>.safetensors` (weights) beside `<name>.json` (what they are and how good).
+"""Model files in PyTorch: `<name>.safetensors` (weights) beside `<name>.json` (files.py reads that).
 
 Weights are read with safetensors only, so loading never unpickles code. The JSON says which
 architecture to build; every tensor must then be present with the exact shape that architecture
@@ -14,20 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
-from .architectures import ARCHITECTURES, CountNet, build_model
+from .architectures import CountNet, build_model
+from .files import FORMAT_VERSION, REQUIRED_KEYS, check_weights, metadata_path, read_metadata
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("architecture", "arch_kwargs", "classes", "sample_rate", "window_s")
-
-
-def metadata_path(weights: Path) -> Path:
-    return Path(weights).with_suffix(".json")
 
 
 def model_kwargs(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -56,42 +49,16 @@ def save_model(model: torch.nn.Module, weights: str | Path, metadata: dict[str, 
     return weights
 
 
-def read_metadata(weights: str | Path) -> dict[str, Any]:
-    """The JSON beside `weights`, checked for the keys needed to rebuild the network."""
-    file = metadata_path(Path(weights))
-    if not file.is_file():
-        raise ModelError(f"{file}: model metadata file not found (it must sit beside the weights)")
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{file}: unreadable model metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{file}: model metadata must be a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ModelError(f"{file}: model metadata lacks {', '.join(missing)}")
-    if meta["architecture"] not in ARCHITECTURES:
-        raise ModelError(f"{file}: unknown architecture '{meta['architecture']}' (known: {', '.join(ARCHITECTURES)})")
-    if not isinstance(meta["classes"], list) or len(meta["classes"]) < 2:
-        raise ModelError(f"{file}: 'classes' must be a list of at least two counts")
-    return meta
-
-
 def load_model(weights: str | Path) -> tuple[CountNet, dict[str, Any]]:
     """Rebuild the network its metadata names and fill it from the safetensors file (eval mode)."""
     weights = Path(weights)
-    if not weights.is_file():
-        raise ModelError(f"{weights}: model file not found")
+    check_weights(weights)
     meta = read_metadata(weights)
     try:
         model = build_model(**model_kwargs(meta))
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{metadata_path(weights)}: arch_kwargs do not fit '{meta['architecture']}' ({exc})") from None
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{weights}: not a readable safetensors file ({reason})") from None
+    state = load_file(str(weights))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))

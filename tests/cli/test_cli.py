@@ -54,8 +54,27 @@ def test_named_command_reads_past_the_global_options(argv, command):
     assert named_command(argv) == command
 
 
+def test_help_loads_no_model_runtime_and_no_audio_library():
+    """`occupancy --help` builds every subcommand's parser without loading a model runtime or the audio
+    libraries (each command imports what it needs when it runs): it starts at once."""
+    script = textwrap.dedent("""
+        import sys
+        from occupancy.cli import main
+        try:
+            main(["--help"])
+        except SystemExit as end:
+            assert end.code == 0
+        loaded = {"torch", "onnxruntime", "soundfile", "soxr", "sounddevice"} & set(sys.modules)
+        assert not loaded, f"occupancy --help loaded {sorted(loaded)}"
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "classify" in proc.stdout
+
+
 def test_report_does_not_load_torch(tmp_path):
-    """`import occupancy.cli.report` and a whole `occupancy report` run leave PyTorch (seconds to import) unloaded."""
+    """`import occupancy.cli.report` and a whole `occupancy report` run leave both model runtimes
+    (PyTorch takes seconds to import) unloaded."""
     db_path = tmp_path / "log.db"
     db = open_store(db_path)
     run_id = start_run(db, source="replay", device="t", model="t", compute="cpu", hop_s=1.0)
@@ -73,10 +92,27 @@ def test_report_does_not_load_torch(tmp_path):
         from occupancy.cli import main
         assert main(["report", "--db", {str(db_path)!r}, "--utc"]) == 0
         assert "torch" not in sys.modules, "occupancy report loaded torch"
+        assert "onnxruntime" not in sys.modules, "occupancy report loaded onnxruntime"
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "2026-11-25 18:00" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [["evaluate", "--length", "8"], ["classify", str(SAMPLE_AUDIO), "--device", "cuda"]],
+                         ids=["evaluate", "classify on cuda"])
+def test_a_command_needing_pytorch_says_in_one_line_what_to_install_where_it_is_absent(args):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # as in a venue install, which has no PyTorch
+        from occupancy.cli import main
+        sys.exit(main({args!r}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == (f"occupancy: error: `occupancy {args[0]}` needs the train extra (torch is not installed): "
+                    "pip install 'occupancy[train]'")
 
 
 def test_version():

@@ -16,7 +16,7 @@ Faults whose tests live elsewhere (not repeated here):
   capture device vanishing mid-stream      tests/test_capture.py::test_a_lost_stream_is_reported_and_reopened
   bad config                               tests/test_config.py::test_bad_config_gives_one_line_and_exit_2,
                                            ::test_console_script_bad_config_has_no_traceback
-  model truncated / wrong shapes / pickle (loader) tests/test_models.py::test_truncated_weights_are_refused,
+  model truncated / wrong shapes / pickle (PyTorch loader) tests/test_models.py::test_truncated_weights_are_refused,
                                            ::test_wrong_shapes_are_refused,
                                            ::test_pickle_renamed_safetensors_is_refused_without_unpickling
   NaN/inf/1e9 settings, impossible sample rates, FIFOs, foreign databases, a log deleted or replaced
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -46,12 +47,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
+import soxr
 
 from occupancy.engine.audio import read_audio
 from occupancy.cli import main
-from occupancy.models import build_model, default_model_path, save_model
+from occupancy.models import default_model_path, sex_model_path
 from occupancy.sample import SAMPLE_AUDIO, load_truth
 from occupancy.engine.store import open_store, runs
 from tests.alsa_device import alsa_file_device
@@ -107,7 +107,7 @@ def sample_file(path: Path, rate: int = 16000, subtype: str = "PCM_16", channels
     if change is not None:
         audio = change(audio)
     if rate != 16000:
-        audio = AF.resample(torch.from_numpy(audio), 16000, rate).numpy()
+        audio = soxr.resample(audio, 16000, rate)
     sf.write(path, np.stack([audio] * channels, axis=1) if channels > 1 else audio, rate, subtype=subtype)
     return path
 
@@ -308,13 +308,18 @@ def test_the_closing_summary_counts_only_committed_windows(full_disk_run):
 
 
 def _bad_model(folder: Path, kind: str) -> Path:
-    torch.manual_seed(0)
-    meta = {"architecture": "M3", "arch_kwargs": {}, "classes": [0, 1, 2, 3], "sample_rate": 16000, "window_s": 1.0}
-    path = save_model(build_model("M3").eval(), folder / "model.safetensors", meta)
+    """The shipped counter's files under another name, with one fault."""
+    path = folder / "model.safetensors"
+    shipped = default_model_path()
+    for suffix in (".json", ".onnx"):
+        shutil.copyfile(shipped.with_suffix(suffix), path.with_suffix(suffix))
+    shutil.copyfile(shipped, path)
     if kind == "truncated":
         path.write_bytes(path.read_bytes()[:1000])
-    elif kind == "wrong shapes":
-        save_model(build_model("M3", n_classes=3), path, meta)  # metadata says 4 classes
+    elif kind == "no ONNX companion":
+        path.with_suffix(".onnx").unlink()
+    elif kind == "stale ONNX companion":
+        shutil.copyfile(sex_model_path(), path)  # retrained weights, their ONNX companion not rebuilt
     else:  # a pickle that runs code when unpickled, under the model's name
         marker = folder / "pickle-ran"
 
@@ -322,19 +327,22 @@ def _bad_model(folder: Path, kind: str) -> Path:
             def __reduce__(self):
                 return (Path.touch, (marker,))
 
-        torch.save({"weights": Payload()}, path)
+        path.write_bytes(pickle.dumps({"weights": Payload()}))
     return path
 
 
 @pytest.mark.parametrize(
-    "kind, message",
+    "kind, suffix, message",
     [
-        ("truncated", "not a readable safetensors file"),
-        ("wrong shapes", "has shape"),
-        ("pickle payload", "not a readable safetensors file"),
+        ("truncated", ".safetensors", "not a readable safetensors file"),
+        ("pickle payload", ".safetensors", "not a readable safetensors file"),
+        ("no ONNX companion", ".safetensors", "no ONNX companion (model.onnx)"),
+        ("stale ONNX companion", ".onnx", "out of date"),
     ],
 )
-def test_a_bad_model_file_is_refused_before_the_log_is_touched(tmp_path, logged, capsys, kind, message):
+def test_a_bad_model_file_is_refused_before_the_log_is_touched(tmp_path, logged, capsys, kind, suffix, message):
+    """The monitor's loader on a CPU (ONNX Runtime); the PyTorch loader's own refusals (wrong shapes
+    among them) are tested in tests/models/test_models.py."""
     db = copy_of(logged, tmp_path)
     model = _bad_model(tmp_path, kind)
     config = tmp_path / "config.yaml"
@@ -342,7 +350,9 @@ def test_a_bad_model_file_is_refused_before_the_log_is_touched(tmp_path, logged,
     code, err = replay(db, SAMPLE_AUDIO, capsys=capsys, extra=["--config", str(config)])
     assert code == 2
     (line,) = errors(err)
-    assert line.startswith(f"occupancy: error: {model}: ") and message in line
+    assert line.startswith(f"occupancy: error: {model.with_suffix(suffix)}: ") and message in line
+    if "ONNX" in kind:
+        assert f"occupancy export --onnx --model {model}" in line  # the command that rebuilds it
     assert not (tmp_path / "pickle-ran").exists()
     assert len(run_rows(db)) == 1
     assert logged_counts(db) == logged_counts(logged)

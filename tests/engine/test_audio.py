@@ -7,9 +7,11 @@ import logging
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from occupancy.engine.audio import (
     SAMPLE_RATE,
+    Resampler,
     WindowSlicer,
     file_windows,
     find_audio_files,
@@ -52,6 +54,21 @@ def test_any_common_format_becomes_16k_mono(tmp_path, rate, subtype, channels, f
     assert abs(len(x) - 2 * SAMPLE_RATE) <= 2
     assert abs(dominant_frequency(x) - 440) < 5  # pitch preserved by resampling
     assert abs(level_dbfs(x) - level_dbfs(tone(440, 2.0, SAMPLE_RATE))) < 0.6  # level preserved (8-bit is coarse)
+
+
+def test_resampling_leaves_no_trace_of_block_edges(tmp_path):
+    """A file read in chunks, and the same audio arriving in live blocks of uneven sizes, both equal
+    the whole recording resampled at once."""
+    rate = 48000
+    x = (np.random.default_rng(0).standard_normal(5 * rate) * 0.1).astype(np.float32)
+    whole = soxr.resample(x, rate, SAMPLE_RATE)
+    sf.write(tmp_path / "noise.wav", x, rate, subtype="FLOAT")
+    assert np.array_equal(np.concatenate(list(stream_audio(tmp_path / "noise.wav", chunk_seconds=0.37))), whole)
+    edges = np.cumsum(np.random.default_rng(1).integers(1, 9000, size=100))
+    edges = [0, *edges[edges < len(x)], len(x)]
+    resampler = Resampler(rate)
+    pieces = [resampler.push(x[a:b]) for a, b in zip(edges, edges[1:])] + [resampler.flush()]
+    assert np.array_equal(np.concatenate(pieces), whole)
 
 
 def test_stereo_is_averaged_not_summed(tmp_path):

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from occupancy.lab.bench import TABLE
-from occupancy.models import default_model_path
+pytest.importorskip("torch", reason="the benchmark compares with PyTorch: it needs the train extra")
+
+from occupancy.lab.bench import TABLE  # noqa: E402
+from occupancy.models import default_model_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +30,7 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
     assert bench["quick"] is True
     for name in ("default", "M5"):
         figures = bench["models"][name]
-        for part in ("counter", "network", "onnx"):
+        for part in ("counter", "network", "pytorch"):
             assert figures[part]["batched_windows_per_s"] > 0
             assert 0 < figures[part]["latency_p50_ms"] <= figures[part]["latency_p99_ms"]
         assert figures["replay"]["windows_logged"] == 90  # the whole sample, through the SQLite log
@@ -36,11 +38,14 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
         # monitor keeps what the wall clock allows (1.1 s a second), so 2 whole windows
         assert 2 <= figures["monitor"]["windows_logged"] <= 3
         assert figures["monitor"]["peak_rss_mb"] > 50
+        assert 0 < figures["monitor"]["start_s"] <= figures["monitor"]["first_window_s"]
+        assert figures["same_as_pytorch"]["bundled sample"] == 1.0
         assert figures["latency"]["windows"] >= 1 and figures["latency"]["log_p99_ms"] > 0
         assert 0 <= figures["accuracy"]["bundled sample"] <= 1
         assert figures["load_s"] > 0
     assert bench["models"]["M5"]["model"].startswith("M5")
     assert bench["ratios_m5_over_default"]["replay.x_realtime"] > 0
+    assert 0 < bench["program"]["help_s"] < 5 and 50 < bench["program"]["venue_install_mb"] < 1000
     targets = {key for key, _, target, _ in TABLE if target is not None}
     assert set(bench["targets"]) == targets
     assert all(isinstance(t["met"], bool) for t in bench["targets"].values())

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from occupancy.cli import main
-from occupancy.config import DataConfig
-from occupancy.lab.data import DataError, MixtureDataset, load_splits
-from occupancy.lab.data.corpus import FRAME, AudioCache, active_frames, active_starts, read_corpus, read_noise
-from occupancy.lab.data.writer import FILE_NAMES, make_dataset
+torch = pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install .[train])")
+
+from occupancy.cli import main  # noqa: E402
+from occupancy.config import DataConfig  # noqa: E402
+from occupancy.lab.data import DataError, MixtureDataset, load_splits  # noqa: E402
+from occupancy.lab.data.corpus import FRAME, AudioCache, active_frames, active_starts, read_corpus, read_noise  # noqa: E402
+from occupancy.lab.data.writer import FILE_NAMES, make_dataset  # noqa: E402
 
 RATE = 16000
 

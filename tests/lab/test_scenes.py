@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from occupancy.cli import main
-from occupancy.lab.data import MixtureDataset, load_splits
-from occupancy.lab.data.corpus import FRAME, WINDOW
-from occupancy.lab.data.mixing import Mixer
-from occupancy.lab.data.rooms import rir_bank
-from occupancy.lab.data.scenes import AMBIGUOUS, make_scene, scene_windows, window_counts
-from tests.lab.test_data import tiny  # noqa: F401  (the made-up corpus fixture)
+pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install .[train])")
+
+from occupancy.cli import main  # noqa: E402
+from occupancy.lab.data import MixtureDataset, load_splits  # noqa: E402
+from occupancy.lab.data.corpus import FRAME, WINDOW  # noqa: E402
+from occupancy.lab.data.mixing import Mixer  # noqa: E402
+from occupancy.lab.data.rooms import rir_bank  # noqa: E402
+from occupancy.lab.data.scenes import AMBIGUOUS, make_scene, scene_windows, window_counts  # noqa: E402
+from tests.lab.test_data import tiny  # noqa: E402, F401  (the made-up corpus fixture)
 
 PER_WINDOW = WINDOW // FRAME
 

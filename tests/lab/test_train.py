@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from occupancy.cli import main
-from occupancy.config import config_from_dict
-from occupancy.lab.data import MixtureDataset, load_splits
-from occupancy.lab.evaluate import SCENE_SETS, TEST_SETS, folder_windows, mixture_set, score
-from occupancy.models import load_model
-from occupancy.config import DataConfig
-from occupancy.lab.train import TrainSettings, train, train_settings
+pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install .[train])")
+
+from occupancy.cli import main  # noqa: E402
+from occupancy.config import config_from_dict  # noqa: E402
+from occupancy.lab.data import MixtureDataset, load_splits  # noqa: E402
+from occupancy.lab.evaluate import SCENE_SETS, TEST_SETS, folder_windows, mixture_set, score  # noqa: E402
+from occupancy.models.io import load_model  # noqa: E402
+from occupancy.config import DataConfig  # noqa: E402
+from occupancy.lab.train import TrainSettings, train, train_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(arch="M3", epochs=1, batch_size=16, train_length=48, val_length=32, workers=0, paper_share=0.25,

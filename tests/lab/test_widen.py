@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from occupancy.engine.audio import read_audio
-from occupancy.models import build_model
-from occupancy.lab import widen as widen_module
-from occupancy.lab.widen import widen_melconv
-from occupancy.sample import SAMPLE_AUDIO
+torch = pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install .[train])")
+
+from occupancy.engine.audio import read_audio  # noqa: E402
+from occupancy.models.architectures import build_model  # noqa: E402
+from occupancy.lab import widen as widen_module  # noqa: E402
+from occupancy.lab.widen import widen_melconv  # noqa: E402
+from occupancy.sample import SAMPLE_AUDIO  # noqa: E402
 
 SMALL = dict(width=16, dilations=(1, 2))
 

@@ -1,4 +1,5 @@
-"""Model registry, model files and the loaded counter (VAD gate), on real audio where it matters."""
+"""Model registry, model files and the PyTorch counter (VAD gate), on real audio where it matters.
+The ONNX Runtime counter, what a venue runs, is tested in test_onnx_runtime.py."""
 
 from __future__ import annotations
 
@@ -6,21 +7,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from occupancy.engine.audio import read_audio
-from occupancy.errors import ModelError
-from occupancy.models import (
-    ARCHITECTURES,
-    build_model,
-    count_parameters,
-    default_model_path,
-    load_counter,
-    load_model,
-    save_model,
-)
-from occupancy.models.architectures import PAPER_TABLE
-from occupancy.sample import SAMPLE_AUDIO
+torch = pytest.importorskip("torch", reason="the PyTorch runtime needs the train extra (pip install .[train])")
+
+from occupancy.engine.audio import read_audio  # noqa: E402
+from occupancy.errors import ModelError  # noqa: E402
+from occupancy.models import ARCHITECTURES, load_counter  # noqa: E402
+from occupancy.models.architectures import _BODIES, PAPER_TABLE, build_model, count_parameters  # noqa: E402
+from occupancy.models.io import load_model, save_model  # noqa: E402
+from occupancy.sample import SAMPLE_AUDIO  # noqa: E402
 
 
 def _meta(arch: str = "M3", **extra) -> dict:
@@ -42,6 +37,10 @@ def test_sex_head_gives_women_and_men_logits():
     with torch.inference_mode():
         count, sex = model(torch.randn(2, 16000))
     assert count.shape == (2, 4) and sex.shape == (2, 2, 4)
+
+
+def test_the_torch_free_list_of_architectures_is_the_registry():
+    assert tuple(_BODIES) == ARCHITECTURES
 
 
 @pytest.mark.parametrize("arch", [a for a, (n, _) in PAPER_TABLE.items() if n])
@@ -121,12 +120,6 @@ def test_missing_or_incomplete_metadata_is_refused(saved):
         load_model(path)
 
 
-def test_default_model_path_is_the_repos_models_folder():
-    path = default_model_path()
-    assert path.name == "counter.safetensors" and path.parent.name == "models"
-    assert (path.parents[1] / "occupancy").is_dir()
-
-
 def test_missing_default_model_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.setattr("occupancy.models.counter.default_model_path", lambda: tmp_path / "counter.safetensors")
     with pytest.raises(ModelError, match="occupancy train"):
@@ -142,7 +135,7 @@ def real_windows() -> np.ndarray:
 
 def test_predict_rows_are_probabilities(saved, real_windows):
     _, path = saved
-    counter = load_counter(path, device="cpu", vad=False)
+    counter = load_counter(path, device="cpu", vad=False, runtime="torch")
     probs = counter.predict(real_windows)
     assert probs.dtype == np.float32 and probs.shape == (10, 4)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -152,13 +145,13 @@ def test_predict_rows_are_probabilities(saved, real_windows):
 def test_predict_refuses_wrong_window_length(saved):
     _, path = saved
     with pytest.raises(ValueError, match="16000"):
-        load_counter(path, vad=False).predict(np.zeros((2, 8000), np.float32))
+        load_counter(path, vad=False, runtime="torch").predict(np.zeros((2, 8000), np.float32))
 
 
 def test_vad_gates_silence_and_real_noise_to_zero(saved, shared_data):
     """Digital silence and real non-speech recordings are count 0 whatever the network says."""
     _, path = saved
-    counter = load_counter(path, device="cpu", vad=True)
+    counter = load_counter(path, device="cpu", vad=True, runtime="torch")
     names = ["ambient_engine/city_traffic_distant.flac", "ambient_engine/wind_metal_squeaks.flac",
              "max_audio_classifier/rain.flac", "max_audio_classifier/typing.flac", "speech_commands/running_tap.flac"]
     noise_files = [shared_data / "noise" / n for n in names]
@@ -172,7 +165,7 @@ def test_vad_gates_silence_and_real_noise_to_zero(saved, shared_data):
 
 def test_vad_lets_real_speech_through(saved, shared_data):
     _, path = saved
-    counter = load_counter(path, device="cpu", vad=True)
+    counter = load_counter(path, device="cpu", vad=True, runtime="torch")
     flac = sorted((shared_data / "librispeech-mini" / "LibriSpeech").rglob("*.flac"))[0]
     speech = read_audio(flac)[16000:48000].reshape(2, 16000)
     assert (counter.speech_probability(speech) >= 0.5).all()
@@ -198,7 +191,7 @@ def test_gate_stops_listening_once_it_has_heard_speech(saved):
     """On the bundled recording, stopping at the threshold gives every window the same verdict as
     scoring all 31 frames, and a speech window needs far fewer frames."""
     _, path = saved
-    counter = load_counter(path, device="cpu", vad=True)
+    counter = load_counter(path, device="cpu", vad=True, runtime="torch")
     windows = read_audio(SAMPLE_AUDIO)[: 90 * 16000].reshape(90, 16000)
     full = counter.speech_probability(windows)
     assert 0 < (full >= 0.5).sum() < len(windows)  # the recording has both speech and silence
@@ -215,7 +208,7 @@ def test_gate_stops_listening_once_it_has_heard_speech(saved):
 
 def test_network_batches_give_the_same_counts_as_single_windows(real_windows):
     """The network takes windows 64 at a time; 130 windows (three batches) match one-by-one results."""
-    counter = load_counter(vad=False, device="cpu")
+    counter = load_counter(vad=False, device="cpu", runtime="torch")
     windows = np.concatenate([real_windows] * 13)
     together = counter.count_probabilities(windows)
     alone = np.concatenate([counter.count_probabilities(w[None]) for w in windows[:64:7]])

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from occupancy.config import load_config
-from occupancy.lab.evaluate import BARS, TEST_SETS, evaluate_windows, mixture_windows
-from occupancy.models import default_model_path, load_counter
+pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install .[train])")
+
+from occupancy.config import load_config  # noqa: E402
+from occupancy.lab.evaluate import BARS, TEST_SETS, evaluate_windows, mixture_windows  # noqa: E402
+from occupancy.models import default_model_path, load_counter  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
