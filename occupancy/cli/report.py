@@ -7,6 +7,7 @@ Exit codes: 0 report printed; 1 nothing logged in the range (one line on stderr,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from datetime import datetime
 
@@ -23,6 +24,18 @@ def parse_when(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date or time (e.g. 2026-11-23 or 2026-11-23T18:00), got {text!r}") from None
+
+
+def _minutes_or_seconds(text: str) -> float:
+    """argparse type for --min-coverage and --alert-seconds: a finite number, 0 or more (NaN would pass
+    every comparison and flag or alert nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
+    return value
 
 
 def add_command(subparsers) -> None:
@@ -43,11 +56,11 @@ def add_command(subparsers) -> None:
                    f"into one PNG ({FIGURE_INCHES[0] * FIGURE_DPI:.0f}x{FIGURE_INCHES[1] * FIGURE_DPI:.0f} px)")
     p.add_argument("--top", type=int, default=5, metavar="N", help="busiest/quietest periods and gaps listed (default: 5)")
     p.add_argument("--utc", action="store_true", help="show and read times in UTC instead of local time")
-    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="MIN",
+    p.add_argument("--min-coverage", type=_minutes_or_seconds, default=DEFAULT_MIN_COVERAGE, metavar="MIN",
                    help="monitored minutes per hour below which a period is flagged LOW (default: %(default)g)")
     p.add_argument("--capacity-limit", type=int, metavar="N",
                    help="alert when the smoothed count stays above N (default: monitor.capacity_limit; 0: no alerts)")
-    p.add_argument("--alert-seconds", type=float, default=DEFAULT_ALERT_SECONDS, metavar="S",
+    p.add_argument("--alert-seconds", type=_minutes_or_seconds, default=DEFAULT_ALERT_SECONDS, metavar="S",
                    help="shortest alert; shorter dips below the limit do not end one (default: %(default)g)")
     p.set_defaults(handler=run)
 

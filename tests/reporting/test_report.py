@@ -595,3 +595,14 @@ def test_a_log_from_the_previous_version_keeps_everything_and_gains_its_women_an
     assert_periods_match([p for p in data["periods"] if p["period"] != "2026-11-20 09:00"], expected)
     assert data["periods"][0]["period"] == "2026-11-20 09:00" and data["periods"][0]["mean_women"] is None
     after.close()
+
+
+@pytest.mark.parametrize("flag", ["--min-coverage", "--alert-seconds"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "ten"])
+def test_report_thresholds_must_be_finite_numbers(capsys, traffic_db, flag, value):
+    """NaN compares false with everything: as a threshold it would flag no hour and raise no alert."""
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "--db", str(traffic_db), flag, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and ("finite number" in err or "not a number" in err) and "Traceback" not in err
