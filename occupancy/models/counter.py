@@ -119,6 +119,14 @@ def check_windows(windows: np.ndarray) -> np.ndarray:
     return windows
 
 
+def level_for_gate(windows: np.ndarray) -> np.ndarray:
+    """Windows brought towards VAD_LEVEL RMS with at most VAD_MAX_GAIN of gain, clipped to [-1, 1]:
+    what both runtimes' speech gates hear (float32 [B, samples])."""
+    rms = np.sqrt(np.mean(np.square(windows), axis=1, keepdims=True))
+    gain = np.minimum(np.float32(VAD_LEVEL) / np.maximum(rms, np.float32(1e-12)), np.float32(VAD_MAX_GAIN))
+    return np.clip(windows * gain, -1.0, 1.0).astype(np.float32, copy=False)
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=axis, keepdims=True))
     return (z / z.sum(axis=axis, keepdims=True)).astype(np.float32)

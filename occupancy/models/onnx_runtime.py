@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..paths import GATE_MODEL, SAMPLE_RATE
-from .counter import VAD_FRAME, VAD_LEVEL, VAD_MAX_GAIN, Counter, softmax
+from .counter import VAD_FRAME, Counter, level_for_gate, softmax
 from .files import check_weights, export_command, metadata_path, onnx_path, read_metadata, weights_sha256
 
 BATCH = 16
@@ -127,9 +127,7 @@ class OnnxSpeechGate:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _batch(self, windows: np.ndarray, enough: float | None) -> np.ndarray:
-        rms = np.sqrt(np.mean(np.square(windows), axis=1, keepdims=True))
-        gain = np.minimum(np.float32(VAD_LEVEL) / np.maximum(rms, np.float32(1e-12)), np.float32(VAD_MAX_GAIN))
-        x = np.clip(windows * gain, -1.0, 1.0)
+        x = level_for_gate(windows)
         frames = windows.shape[1] // VAD_FRAME
         padded = np.zeros((len(x), VAD_CONTEXT + frames * VAD_FRAME), np.float32)
         padded[:, VAD_CONTEXT:] = x[:, : frames * VAD_FRAME]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..paths import SAMPLE_RATE
-from .counter import VAD_FRAME, VAD_LEVEL, VAD_MAX_GAIN, Counter
+from .counter import VAD_FRAME, Counter, level_for_gate
 from .device import keep_freed_memory, pick_device
 from .io import load_model
 
@@ -46,15 +46,12 @@ class SpeechGate:
         (each window's figure is then its highest so far): whether a window reaches `enough` is
         unchanged, and speech usually does within its first frames, so the gate rarely needs all 31.
         """
-        x = torch.from_numpy(windows)
+        x = torch.from_numpy(level_for_gate(windows))
         with torch.inference_mode(), self._lock:
             out = [self._batch(b, enough) for b in torch.split(x, self.BATCH)]
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     def _batch(self, windows: torch.Tensor, enough: float | None) -> torch.Tensor:
-        rms = windows.pow(2).mean(dim=1, keepdim=True).sqrt()
-        gain = (VAD_LEVEL / rms.clamp_min(1e-12)).clamp_max(VAD_MAX_GAIN)
-        windows = (windows * gain).clamp(-1.0, 1.0)
         self.model.reset_states()
         best = torch.zeros(len(windows))
         for i in range(windows.shape[1] // VAD_FRAME):
