@@ -380,3 +380,28 @@ async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
         hour = app.read_hours()[-1]
         assert table.get_row_at(0)[-2:] == [f"{hour['mean_women']:.2f}", f"{hour['mean_men']:.2f}"]
         assert abs(hour["mean_women"] + hour["mean_men"] - hour["mean_count"]) < 1e-9
+
+
+async def test_monitor_voices_shows_the_latest_windows_figure_beside_the_count(tmp_path, counter):
+    """A real replay of the sample with the distinct-voices stage: the figure of the last window is shown,
+    marked approximate, with its horizon; the hourly table gains the voices columns."""
+    from occupancy.engine.loading import load_voices_from_config
+
+    config = dataclasses.replace(Config(), monitor=MonitorConfig(voices=True, voices_minutes=3))
+    source = FileSource([SAMPLE_AUDIO], realtime=False, start=REPLAY_START)
+    pipeline = Pipeline(config, source, counter, db_path=tmp_path / "o.db", voices=load_voices_from_config(config.monitor))
+    app = OccupancyApp(pipeline, config, utc=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while not app.pipeline.wait(0):
+            await pilot.pause(0.05)
+        await asyncio.to_thread(app.pipeline.close)
+        await drawn(pilot)
+        events, hours = logged(app.db_path)
+        assert events[-1]["voices"] >= 1
+        now = app.query_one("#smoothed", Static)
+        assert f"voices (3 min) ≈ {events[-1]['voices']}" in str(now.content)
+        assert now.content_region.height >= 3  # smoothed, limit and the figure all fit
+        await pilot.press("r")
+        table = app.screen.query_one(DataTable)
+        assert [str(c.label) for c in table.columns.values()][-2:] == ["voices", "voices peak"]
+        assert table.get_row_at(0)[-1] == str(hours[-1]["distinct_voices_peak"])
