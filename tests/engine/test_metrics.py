@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from occupancy.engine.capture import FileSource
-from occupancy.config import Config
+from occupancy.config import Config, MonitorConfig
 from occupancy.errors import ConfigError
 from occupancy.engine.metrics import Metrics, serve_metrics
 from occupancy.models import default_model_path, load_counter
@@ -71,6 +72,27 @@ def test_replay_feeds_the_endpoint(tmp_path):
     assert info == {"venue": "My venue", "model": "counter", "compute": "cpu", "source": "replay"}
     for name in ("overflows", "dropped", "restarts"):  # a replay cannot drop: zero, but present
         assert value(got[f"occupancy_{name}"], f"occupancy_{name}_total") == 0
+    assert "occupancy_distinct_voices" not in got  # monitor.voices is off
+
+
+@pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
+def test_distinct_voices_gauge_is_the_latest_figure(tmp_path):
+    from occupancy.engine.loading import load_voices_from_config
+
+    config = dataclasses.replace(Config(), monitor=MonitorConfig(voices=True, voices_minutes=4))
+    pipeline = Pipeline(config, FileSource([SAMPLE_AUDIO], start=T0), load_counter(), db_path=tmp_path / "o.db",
+                        voices=load_voices_from_config(config.monitor))
+    events = []
+    pipeline.subscribe(events.append)
+    port = free_port()
+    metrics = serve_metrics(pipeline, config, port)
+    try:
+        pipeline.run()
+        got = scrape(port)
+    finally:
+        metrics.server.shutdown()
+    (sample,) = got["occupancy_distinct_voices"]
+    assert sample.value == events[-1].voices >= 1
 
 
 def test_input_stats_are_read_at_scrape_time():
