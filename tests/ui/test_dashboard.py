@@ -125,6 +125,14 @@ async def drawn(pilot) -> None:
     await pilot.pause()
 
 
+async def replayed(pilot) -> None:
+    """Wait for the app's replay to end, close its pipeline (flushing the log, as quitting does), draw."""
+    while not pilot.app.pipeline.wait(0):
+        await pilot.pause(0.05)
+    await asyncio.to_thread(pilot.app.pipeline.close)
+    await drawn(pilot)
+
+
 # --- a real replay of the bundled sample through the real pipeline ------------------------------
 
 MODEL = default_model_path()
@@ -162,10 +170,7 @@ def logged(db_path: Path) -> tuple[list[dict], list[dict]]:
 async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
     app = replay_app(tmp_path, counter)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.pipeline.wait(0):
-            await pilot.pause(0.05)
-        await asyncio.to_thread(app.pipeline.close)  # flush the log, as quitting does
-        await drawn(pilot)
+        await replayed(pilot)
         events, hours = logged(app.db_path)
         assert len(events) == len(load_truth())  # one window per second of the sample
         last = events[-1]
@@ -367,10 +372,7 @@ async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
     pipeline = Pipeline(config, source, load_counter(sex_model_path(), device="cpu"), db_path=tmp_path / "o.db")
     app = OccupancyApp(pipeline, config, utc=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.pipeline.wait(0):
-            await pilot.pause(0.05)
-        await asyncio.to_thread(app.pipeline.close)
-        await drawn(pilot)
+        await replayed(pilot)
         last = logged(app.db_path)[0][-1]
         assert last["women"] + last["men"] == last["count"]
         assert f"women {last['women']} · men {last['men']}" in str(app.query_one("#smoothed", Static).content)
@@ -392,10 +394,7 @@ async def test_monitor_voices_shows_the_latest_windows_figure_beside_the_count(t
     pipeline = Pipeline(config, source, counter, db_path=tmp_path / "o.db", voices=load_voices_from_config(config.monitor))
     app = OccupancyApp(pipeline, config, utc=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.pipeline.wait(0):
-            await pilot.pause(0.05)
-        await asyncio.to_thread(app.pipeline.close)
-        await drawn(pilot)
+        await replayed(pilot)
         events, hours = logged(app.db_path)
         assert events[-1]["voices"] >= 1
         now = app.query_one("#smoothed", Static)
