@@ -63,6 +63,8 @@ class MonitorConfig:
     capacity_limit: int = _opt(0, low=0, high=1000)
     venue: str = _opt("My venue")
     queue_seconds: float = _opt(30.0, low=1.0, high=3600.0)
+    voices: bool = _opt(False)
+    voices_minutes: int = _opt(5, low=1, high=60)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 The `--json` output is one object per line and is read by outside evaluation scripts, so its keys
 are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}, plus {"women", "men"}
-with --sex (a model trained with a sex-composition head; see the README for how far to trust it).
+with --sex (a model trained with a sex-composition head; see the README for how far to trust it), and
+{"voices"} with --voices (distinct voices heard in the file within the horizon up to that window; each
+file starts from none).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from itertools import islice
 
 from ..config import Config, override
 from ..errors import AudioError
+from .engine import add_voices_flags, with_voices_flags
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sex", action="store_true",
                    help="also estimate how many women and men speak: counts then come from "
                         "models/counter-sex.safetensors unless --model names another model with that head")
+    add_voices_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -47,15 +51,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
     import numpy as np
 
     from ..engine.audio import file_windows, find_audio_files
-    from ..engine.loading import load_counter_from_config
+    from ..engine.loading import load_counter_from_config, load_voices_from_config
 
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
                       sex=args.sex or None)
+    config = with_voices_flags(config, args)
     files = find_audio_files(args.paths)
+    voices = load_voices_from_config(config.monitor)
     counter = None  # loaded on the first window, so unreadable files are reported without waiting for it
     failures = 0
-    for path in files:
+    for stream, path in enumerate(files):
         try:
             windows = file_windows(path, config.audio.window_s, config.audio.hop_s)
             for batch in batched(windows, config.model.batch_size):
@@ -66,15 +72,18 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 else:
                     probs, sexes = counter.predict(samples), [None] * len(batch)
                 for window, p, sex in zip(batch, probs, sexes):
-                    print_window(str(path), window, p, counter.classes, args.json, sex)
+                    count = counter.classes[int(p.argmax())]
+                    figure = None if voices is None else voices.figure(stream, window.start_s, window.samples, count)
+                    print_window(str(path), window, p, counter.classes, args.json, sex, figure)
         except AudioError as exc:
             print(f"occupancy: error: {exc}", file=sys.stderr)
             failures += 1
     return 2 if failures else 0
 
 
-def print_window(path: str, window, probs, classes: list[int], as_json: bool, sex=None) -> None:
-    """One line for `window` (an engine.audio.Window) given its count probabilities and women/men."""
+def print_window(path: str, window, probs, classes: list[int], as_json: bool, sex=None, voices=None) -> None:
+    """One line for `window` (an engine.audio.Window) given its count probabilities, women/men and
+    distinct-voices figure."""
     from ..engine.events import count_label
 
     count = classes[int(probs.argmax())]
@@ -88,9 +97,12 @@ def print_window(path: str, window, probs, classes: list[int], as_json: bool, se
         }
         if sex is not None:
             row.update(women=int(sex[0]), men=int(sex[1]))
+        if voices is not None:
+            row.update(voices=voices)
         print(json.dumps(row))
     else:
         bars = " ".join(f"{c}:{float(x):.2f}" for c, x in zip(classes, probs))
         women_men = "" if sex is None else f"  women {sex[0]}, men {sex[1]}"
+        distinct = "" if voices is None else f"  voices {voices}"
         print(f"{path}  {window.start_s:7.2f}-{window.end_s:7.2f} s  count {count_label(count, classes[-1]):>2}  "
-              f"({bars}){women_men}")
+              f"({bars}){women_men}{distinct}")

@@ -72,6 +72,7 @@ def _common_flags(parser: argparse.ArgumentParser, dashboard_default: bool) -> N
         help="also estimate how many women and men speak, logged and shown (model.sex): counts then come "
              "from models/counter-sex.safetensors unless model.path names another model with that head",
     )
+    add_voices_flags(parser)
     view = parser.add_mutually_exclusive_group()
     view.add_argument(
         "--headless", dest="dashboard", action="store_false",
@@ -82,6 +83,24 @@ def _common_flags(parser: argparse.ArgumentParser, dashboard_default: bool) -> N
         help="show the live Textual dashboard" + (" (default on a terminal)" if dashboard_default else ""),
     )
     parser.set_defaults(dashboard=dashboard_default)
+
+
+def add_voices_flags(parser: argparse.ArgumentParser) -> None:
+    """--voices and --voices-minutes, shared by monitor, replay and classify."""
+    parser.add_argument(
+        "--voices", action="store_true", default=None,
+        help="also estimate how many different people spoke in the last minutes (monitor.voices; voiceprints "
+             "stay in memory, never written: see the README)",
+    )
+    parser.add_argument(
+        "--voices-minutes", metavar="N",
+        help="minutes the distinct-voices figure looks back over, 1-60 (monitor.voices_minutes, default 5)",
+    )
+
+
+def with_voices_flags(config: Config, args) -> Config:
+    """The config with --voices and --voices-minutes applied (validated like the file's settings)."""
+    return override(config, "monitor", voices=args.voices, voices_minutes=args.voices_minutes)
 
 
 def run_devices(args, config: Config) -> int:
@@ -106,27 +125,32 @@ def run_devices(args, config: Config) -> int:
 def run_replay(args, config: Config) -> int:
     from ..engine.audio import find_audio_files
     from ..engine.capture import FileSource
-    from ..engine.loading import load_counter_from_config
+    from ..engine.loading import load_counter_from_config, load_voices_from_config
     from ..engine.pipeline import Pipeline
 
     config = override(config, "audio", hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
+    config = with_voices_flags(config, args)
     files = find_audio_files(args.files)
     source = FileSource(
         files, realtime=args.speed == "realtime", start=_parse_start(args.start), block_size=config.audio.block_size
     )
     counter = load_counter_from_config(config.model, live=True)
-    return _run(Pipeline(config, source, counter, db_path=args.db, replace=args.replace), config, args.dashboard)
+    pipeline = Pipeline(
+        config, source, counter, db_path=args.db, replace=args.replace, voices=load_voices_from_config(config.monitor)
+    )
+    return _run(pipeline, config, args.dashboard)
 
 
 def run_monitor(args, config: Config) -> int:
     from ..engine.capture import FileSource, MicSource, find_device
-    from ..engine.loading import load_counter_from_config
+    from ..engine.loading import load_counter_from_config, load_voices_from_config
     from ..engine.pipeline import Pipeline
     from ..sample import SAMPLE_AUDIO
 
     config = override(config, "audio", device=args.device, hop_s=args.hop)
     config = override(config, "model", sex=args.sex)
+    config = with_voices_flags(config, args)
     spec = config.audio.device
     if args.duration is not None and not 0 < args.duration < math.inf:  # NaN fails this too
         raise ConfigError(f"--duration: must be a positive, finite number of seconds, got {args.duration}")
@@ -142,7 +166,8 @@ def run_monitor(args, config: Config) -> int:
             repeat=True, kind="demo",
         )
     pipeline = Pipeline(
-        config, source, load_counter_from_config(config.model, live=True), db_path=args.db, max_seconds=args.duration, record_dir=args.record
+        config, source, load_counter_from_config(config.model, live=True), db_path=args.db, max_seconds=args.duration,
+        record_dir=args.record, voices=load_voices_from_config(config.monitor),
     )
     if args.metrics_port is not None:
         from ..engine.metrics import serve_metrics

@@ -48,6 +48,7 @@ class Block:
     rate: int
     start: datetime | None
     captured_at: float  # time.monotonic() when its last sample arrived
+    stream: int = 0  # the source's stream it belongs to: a replay's file (its index), 0 for a microphone
 
 
 def as_float(samples: np.ndarray) -> np.ndarray:
@@ -324,9 +325,9 @@ class FileSource:
         spans = self._spans(self.start_time)
         try:
             while not self._stop.is_set():
-                for path, (file_start, _) in zip(self.paths, spans):
+                for stream, (path, (file_start, _)) in enumerate(zip(self.paths, spans)):
                     self.status = f"replaying {path.name}"
-                    sent = self._feed_file(path, file_start, clock, sent)
+                    sent = self._feed_file(path, stream, file_start, clock, sent)
                     if self._stop.is_set():
                         break
                 if not self.repeat:
@@ -339,7 +340,7 @@ class FileSource:
         finally:
             self._queue.put(None)
 
-    def _feed_file(self, path: Path, file_start: datetime, clock: float, sent: int) -> int:
+    def _feed_file(self, path: Path, stream: int, file_start: datetime, clock: float, sent: int) -> int:
         start: datetime | None = file_start
         # Paced like a live stream, blocks are the microphone's size; as fast as possible, 1-s blocks
         # (the block size changes no window, and 0.1-s blocks made feeding the slowest stage).
@@ -349,7 +350,7 @@ class FileSource:
             sent += len(block)
             if self.realtime:
                 time.sleep(max(0.0, clock + sent / SAMPLE_RATE - time.monotonic()))
-            self._queue.put(Block(block, SAMPLE_RATE, start, time.monotonic()))
+            self._queue.put(Block(block, SAMPLE_RATE, start, time.monotonic(), stream))
             start = None
         return sent
 
@@ -450,7 +451,7 @@ class Capture(threading.Thread):
         self.samples_in += len(samples)
         for window in stretch.slicer.push(samples):
             start = stretch.anchor + timedelta(seconds=window.start_s)
-            self.windows.put(TimedWindow(start, window.samples, self.hop_s, stretch.captured_at))
+            self.windows.put(TimedWindow(start, window.samples, self.hop_s, stretch.captured_at, stretch.stream))
 
 
 class _Stretch:
@@ -463,3 +464,4 @@ class _Stretch:
         self.anchor = first.start or datetime.now(UTC)
         self.begins: datetime | None = self.anchor  # for the recorder, until its first samples are written
         self.captured_at = first.captured_at  # when the latest block arrived
+        self.stream = first.stream

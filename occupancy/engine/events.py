@@ -21,6 +21,7 @@ class TimedWindow:
     samples: np.ndarray  # float32 [16000] at 16 kHz
     seconds: float  # time this window accounts for in the log: the hop
     captured_at: float  # time.monotonic() when its last sample arrived
+    stream: int = 0  # which stream of the source it belongs to (a replay's file); the voices stage restarts at a new one
 
     @property
     def end(self) -> datetime:
@@ -42,6 +43,7 @@ class CountEvent:
     captured_at: float  # time.monotonic() when the window's last sample arrived
     women: int | None = None  # with model.sex: how many of `count` are women (None: not estimated)
     men: int | None = None  # ... and men; women + men == count
+    voices: int | None = None  # with monitor.voices: distinct voices heard within its horizon (None: not estimated)
 
 
 def count_label(count: int, top: int) -> str:

@@ -1,4 +1,5 @@
-"""The one place a counter is built from the settings (`model.*` in config.yaml).
+"""The one place a counter (`model.*` in config.yaml) and the distinct-voices stage (`monitor.voices`)
+are built from the settings.
 
 The engine reaches the models only through this module, so the monitor, replay, classify, evaluate,
 export and bench all load the same counter the same way.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import os
 
-from ..config import ModelConfig
+from ..config import ModelConfig, MonitorConfig
 from ..errors import ModelError
+from .voices import VoicesStage
 
 
 def load_counter_from_config(model: ModelConfig, *, live: bool = False, runtime: str | None = None):
@@ -28,3 +30,13 @@ def load_counter_from_config(model: ModelConfig, *, live: bool = False, runtime:
         raise ModelError(f"{counter.path}: this model has no sex-composition head, which --sex (model.sex) needs "
                          f"(such as {sex_model_path().name}, trained with --sex-head)")
     return counter
+
+
+def load_voices_from_config(monitor: MonitorConfig) -> VoicesStage | None:
+    """The distinct-voices stage over `monitor.voices_minutes`, or None when `monitor.voices` is off (the
+    default: then the voices model is not even loaded)."""
+    if not monitor.voices:
+        return None
+    from ..models.voices import DistinctVoices, VoiceEncoder  # its runtime only when the stage is wanted
+
+    return VoicesStage(DistinctVoices(VoiceEncoder(), horizon_s=monitor.voices_minutes * 60.0))

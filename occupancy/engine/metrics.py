@@ -51,7 +51,10 @@ class _InputStats:
 class Metrics:
     """The monitor's metrics in their own registry; feed it with `observe(event)`."""
 
-    def __init__(self, info: dict[str, str], input_stats: Callable[[], dict[str, int]] = dict):
+    def __init__(
+        self, info: dict[str, str], input_stats: Callable[[], dict[str, int]] = dict, voices_minutes: int | None = None
+    ):
+        """`voices_minutes`: the distinct-voices horizon with monitor.voices on, else None (no such gauge)."""
         self.registry = CollectorRegistry()
         self.server = None
         r = self.registry
@@ -66,6 +69,11 @@ class Metrics:
             "occupancy_latency_seconds", "window's last sample captured -> count computed",
             buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.voices = None if voices_minutes is None else Gauge(
+            "occupancy_distinct_voices",
+            f"distinct voices heard in the last {voices_minutes} min (approximate; the figure only, never a voiceprint)",
+            registry=r,
+        )
         Info("occupancy_monitor", "what this monitor runs", registry=r).info(info)
         r.register(_InputStats(input_stats))
 
@@ -76,6 +84,8 @@ class Metrics:
         self.windows.inc()
         self.last_window.set(event.end.timestamp())
         self.latency.observe(event.latency_ms / 1000.0)
+        if self.voices is not None and event.voices is not None:
+            self.voices.set(event.voices)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve /metrics over HTTP from a daemon thread (`self.server.shutdown()` stops it)."""
@@ -97,6 +107,7 @@ def serve_metrics(pipeline, config: Config, port: int, addr: str = "127.0.0.1") 
             "source": pipeline.source.kind,
         },
         input_stats=pipeline.input_stats,
+        voices_minutes=config.monitor.voices_minutes if config.monitor.voices else None,
     )
     pipeline.subscribe(metrics.observe)
     metrics.serve(port, addr)

@@ -25,6 +25,7 @@ from ..config import Config
 from ..errors import LogGoneError, OccupancyError
 from .store import RunInfo, StoreWriter, summarize_latency
 from .events import CountEvent
+from .voices import VoicesStage
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Pipeline:
         max_seconds: float | None = None,
         record_dir: str | Path | None = None,
         replace: bool = False,
+        voices: VoicesStage | None = None,
     ):
         audio, monitor = config.audio, config.monitor
         self.source = source
@@ -75,6 +77,7 @@ class Pipeline:
         self.worker = Worker(
             counter, self.windows, self._emit, batch_size=config.model.batch_size,
             smoothing=monitor.smoothing, smoothing_windows=monitor.smoothing_windows, sex=config.model.sex,
+            voices=voices,
         )
         self._config = config
         self._replace = replace  # delete what other runs logged in the source's time first (replay --replace)

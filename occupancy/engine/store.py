@@ -24,7 +24,9 @@ events   one row per window
   twice), count INTEGER (0, 1, 2, 3 where 3 means "3 or more"), smoothed REAL (median/max/mean of
   the last `monitor.smoothing_windows` counts), probabilities TEXT (JSON list, one per class),
   level_dbfs REAL, latency_ms REAL (window captured -> count computed), women INTEGER, men INTEGER
-  (how many of `count` are women and men, only with `model.sex`, else NULL). Indexed on start_utc.
+  (how many of `count` are women and men, only with `model.sex`, else NULL), voices INTEGER (distinct
+  voices heard within `monitor.voices_minutes` up to this window, only with `monitor.voices`, else NULL:
+  the figure alone, never a voiceprint). Indexed on start_utc.
 
 hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touches (same
          transaction), so it is always consistent with the events and survives restarts
@@ -34,7 +36,10 @@ hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touc
   and derived (generated) columns: mean_count REAL, speech_seconds REAL (= seconds_1plus),
   busy_share REAL (seconds_1plus / seconds), minutes_covered REAL;
   women_seconds / men_seconds REAL (sum of women x seconds, men x seconds) and
-  sex_estimated_seconds REAL (time whose windows carry a women/men estimate), all 0 without model.sex.
+  sex_estimated_seconds REAL (time whose windows carry a women/men estimate), all 0 without model.sex;
+  distinct_voices_peak INTEGER, distinct_voices_mean REAL (peak and time-weighted mean of the events'
+  `voices` figure) and distinct_voices_seconds REAL (time whose windows carry one), all NULL where
+  no window of the hour has the figure (monitor.voices off).
   Hours whose events were removed by retention keep their rollup.
 
 Crash safety: each batch (events + hourly + run totals) is one transaction, so `kill -9` loses
@@ -159,18 +164,35 @@ def m003_hourly_sex_composition(db: Database) -> None:
     """)
 
 
+@migrations()
+def m004_distinct_voices(db: Database) -> None:
+    """Optional distinct-voices figure per window and per hour (monitor.voices); NULL where it was not
+    asked for, so a log from before has nothing to fill in."""
+    db["events"].add_column("voices", int)
+    db["hourly"].add_column("distinct_voices_peak", int)
+    db["hourly"].add_column("distinct_voices_mean", float)
+    db["hourly"].add_column("distinct_voices_seconds", float)
+
+
+# An hour's distinct-voices figures: NULL (sum() and max() of nothing) for an hour without them.
+_VOICES_TOTALS = """max(voices) AS distinct_voices_peak,
+       sum(voices * seconds) / sum(CASE WHEN voices IS NOT NULL THEN seconds END) AS distinct_voices_mean,
+       sum(CASE WHEN voices IS NOT NULL THEN seconds END) AS distinct_voices_seconds"""
+
 # The rollup of a range of events, grouped by hour; the one definition both the incremental update
 # and recompute_hourly() use.
 _ROLLUP = f"""
 INSERT OR REPLACE INTO hourly (hour_utc, windows, seconds, count_sum, peak_count, person_seconds,
                                seconds_1plus, seconds_2plus, seconds_3plus,
-                               women_seconds, men_seconds, sex_estimated_seconds)
+                               women_seconds, men_seconds, sex_estimated_seconds,
+                               distinct_voices_peak, distinct_voices_mean, distinct_voices_seconds)
 SELECT {_HOUR_OF_EVENT}, count(*), sum(seconds), sum(count),
        max(count), sum(count * seconds),
        sum(CASE WHEN count >= 1 THEN seconds ELSE 0 END),
        sum(CASE WHEN count >= 2 THEN seconds ELSE 0 END),
        sum(CASE WHEN count >= 3 THEN seconds ELSE 0 END),
-       {_SEX_TOTALS}
+       {_SEX_TOTALS},
+       {_VOICES_TOTALS}
 FROM events WHERE start_utc >= ? AND start_utc < ?
 GROUP BY 1
 """
@@ -314,6 +336,7 @@ def event_row(event: CountEvent, run_id: int) -> dict:
         "latency_ms": round(event.latency_ms, 2),
         "women": event.women,
         "men": event.men,
+        "voices": event.voices,
     }
 
 

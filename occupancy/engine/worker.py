@@ -21,6 +21,7 @@ import numpy as np
 
 from .audio import level_dbfs
 from .events import CountEvent, TimedWindow
+from .voices import VoicesStage
 
 
 class CountModel(Protocol):
@@ -72,6 +73,7 @@ class Worker(threading.Thread):
         smoothing: str = "median",
         smoothing_windows: int = 5,
         sex: bool = False,
+        voices: VoicesStage | None = None,
     ):
         super().__init__(name="occupancy-worker", daemon=True)
         self.counter = counter
@@ -80,6 +82,7 @@ class Worker(threading.Thread):
         self.batch_size = batch_size
         self.smoother = Smoother(smoothing, smoothing_windows)
         self.sex = sex
+        self.voices = voices  # the distinct-voices stage, or None (monitor.voices off)
         self.error: Exception | None = None
         self.largest_batch = 0
 
@@ -136,6 +139,8 @@ class Worker(threading.Thread):
                     captured_at=window.captured_at,
                     women=None if women is None else int(women),
                     men=None if men is None else int(men),
+                    voices=None if self.voices is None else self.voices.figure(
+                        window.stream, window.start.timestamp(), window.samples, count),
                 )
             )
 

@@ -1,4 +1,5 @@
-"""`occupancy report --plot`: one 1200x900 PNG, a weekday x hour heatmap above a daily line chart."""
+"""`occupancy report --plot`: one 1200x900 PNG, a weekday x hour heatmap above a daily line chart (and a
+heatmap of distinct voices between them where the log has that figure)."""
 
 from __future__ import annotations
 
@@ -15,37 +16,32 @@ FIGURE_DPI = 100  # FIGURE_INCHES x FIGURE_DPI = 1200 x 900 pixels
 
 
 def plot_report(report: Report, path: str | Path) -> None:
-    """One PNG, FIGURE_INCHES at FIGURE_DPI: a weekday x hour heatmap above a daily line chart."""
+    """One PNG, FIGURE_INCHES at FIGURE_DPI: a weekday x hour heatmap above a daily line chart, and where the
+    range has the distinct-voices figure a second heatmap of it between them."""
+    fig = report_figure(report)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write the picture ({exc.strerror or exc})") from None
+    log.info("wrote %s", path)
+
+
+def report_figure(report: Report):
+    """The picture plot_report writes, as a matplotlib Figure."""
     import numpy as np
     from matplotlib.figure import Figure  # no pyplot: renders with Agg, no display, no global state
-    from matplotlib.patches import Rectangle
 
     fig = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
-    heat, daily = fig.subplots(2, 1, height_ratios=[3, 2])
+    if report.voices:
+        heat, voices, daily = fig.subplots(3, 1, height_ratios=[3, 3, 2])
+    else:
+        (heat, daily), voices = fig.subplots(2, 1, height_ratios=[3, 2]), None
     span = f"{report.first:%a %d %b %Y} to {report.last:%a %d %b %Y}"
     fig.suptitle(f"{report.venue or 'Traffic'}: people speaking at once, {span}, {report.zone}", fontsize=14)
-
-    cells = np.full((7, 24), np.nan)
-    low = np.zeros((7, 24), dtype=bool)
-    for (weekday, hour, _minute), (label, group) in group_hours(report.hours, "weekday-hour").items():
-        summary = summarize(label, group, report.min_coverage)
-        cells[weekday, hour], low[weekday, hour] = summary["mean_count"], summary["low_coverage"]
-    top = max(1.0, float(np.nanmax(cells)))
-    image = heat.imshow(np.ma.masked_invalid(cells), aspect="auto", cmap="YlOrRd", vmin=0, vmax=top)
-    heat.set_facecolor("#e8e8e8")
-    for weekday, hour in zip(*np.nonzero(~np.isnan(cells))):
-        value = cells[weekday, hour]
-        heat.text(hour, weekday, f"{value:.1f}", ha="center", va="center", fontsize=7,
-                  color="white" if value > 0.6 * top else "black")
-        if low[weekday, hour]:
-            heat.add_patch(Rectangle((hour - 0.5, weekday - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", lw=0))
-    heat.set_xticks(range(24), [f"{h:02d}" for h in range(24)])
-    heat.set_yticks(range(7), WEEKDAYS)
-    heat.set_xlabel(f"hour of day, {report.zone}")
-    heat.set_title(
-        f"Mean by weekday and hour (grey: not monitored; hatched: under {report.min_coverage:g} monitored min per hour)"
-    )
-    fig.colorbar(image, ax=heat, label="people speaking at once (mean)")
+    _heatmap(fig, heat, report, "mean_count", "YlOrRd", "Mean by weekday and hour", "people speaking at once (mean)")
+    if voices is not None:
+        _heatmap(fig, voices, report, "mean_distinct_voices", "PuBu",
+                 "Distinct voices by weekday and hour (approximate)", "different people heard (mean)")
 
     days = group_hours(report.hours, "day")
     dates = list(days)
@@ -71,8 +67,32 @@ def plot_report(report: Report, path: str | Path) -> None:
         import matplotlib.dates as mdates
 
         daily.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write the picture ({exc.strerror or exc})") from None
-    log.info("wrote %s", path)
+    return fig
+
+
+def _heatmap(fig, ax, report: Report, key: str, cmap: str, title: str, unit: str) -> None:
+    """The mean of a period measure (`key`, None where unknown) per weekday x hour; hatched where coverage is low."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    cells = np.full((7, 24), np.nan)
+    low = np.zeros((7, 24), dtype=bool)
+    for (weekday, hour, _minute), (label, group) in group_hours(report.hours, "weekday-hour").items():
+        summary = summarize(label, group, report.min_coverage)
+        value = summary[key]
+        cells[weekday, hour] = np.nan if value is None else value
+        low[weekday, hour] = summary["low_coverage"]
+    top = max(1.0, float(np.nanmax(cells)))
+    image = ax.imshow(np.ma.masked_invalid(cells), aspect="auto", cmap=cmap, vmin=0, vmax=top)
+    ax.set_facecolor("#e8e8e8")
+    for weekday, hour in zip(*np.nonzero(~np.isnan(cells))):
+        value = cells[weekday, hour]
+        ax.text(hour, weekday, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                color="white" if value > 0.6 * top else "black")
+        if low[weekday, hour]:
+            ax.add_patch(Rectangle((hour - 0.5, weekday - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey", lw=0))
+    ax.set_xticks(range(24), [f"{h:02d}" for h in range(24)])
+    ax.set_yticks(range(7), WEEKDAYS)
+    ax.set_xlabel(f"hour of day, {report.zone}")
+    ax.set_title(f"{title} (grey: not monitored; hatched: under {report.min_coverage:g} monitored min per hour)")
+    fig.colorbar(image, ax=ax, label=unit)

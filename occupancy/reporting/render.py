@@ -1,5 +1,6 @@
 """The report as text: a table, markdown, CSV (the period table only) or JSON (everything, full timestamps).
-The women/men columns and keys appear only when the range has estimates."""
+The women/men columns and keys appear only when the range has estimates, the distinct-voices ones only
+when it has that figure."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 
-from .summary import PERIOD_KEYS, SEX_KEYS, Report
+from .summary import Report
 
 
 def _percent(share: float) -> str:
@@ -41,18 +42,27 @@ def _period_cells(p: dict) -> list[str]:
     ]
 
 
+def _optional_columns(report: Report) -> list[tuple[str, str, str]]:
+    """(header, key, format) of the columns shown only where the range has them: women/men, distinct voices."""
+    columns = [("Women", "mean_women", "{:.2f}"), ("Men", "mean_men", "{:.2f}")] if report.sex else []
+    if report.voices:
+        columns += [("Voices", "mean_distinct_voices", "{:.1f}"), ("Voices peak", "peak_distinct_voices", "{}")]
+    return columns
+
+
 def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report as titled tables of text cells, shared by the table and markdown formats."""
     what = {"hour": "hours", "weekday-hour": "weekday hours", "day": "days"}[report.by]
     low = f"under {report.min_coverage:g} monitored min per hour"
-    sex_headers = ["Women", "Men"] if report.sex else []
-    period_headers = _PERIOD_HEADERS + sex_headers
+    optional = _optional_columns(report)
+    optional_headers = [header for header, _, _ in optional]
+    period_headers = _PERIOD_HEADERS + optional_headers
 
-    def sex_cells(p: dict) -> list[str]:
-        return ["-" if p[k] is None else f"{p[k]:.2f}" for k in ("mean_women", "mean_men")] if report.sex else []
+    def optional_cells(p: dict) -> list[str]:
+        return ["-" if p[key] is None else form.format(p[key]) for _, key, form in optional]
 
     def period_rows(rows: list[dict]) -> list[list[str]]:
-        return [_period_cells(p) + sex_cells(p) for p in rows]
+        return [_period_cells(p) + optional_cells(p) for p in rows]
 
     result = [
         (f"Traffic by {report.by} (LOW coverage: {low})", period_headers, period_rows(report.periods)),
@@ -60,11 +70,12 @@ def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[s
         (f"Quietest open {what} (well covered)", period_headers, period_rows(report.quietest)),
         (
             "Weekdays",
-            ["Day", "Days", "Covered", "Mean", "Peak", "Speech min/day", ">=1", ">=2", ">=3", "Busiest hour", *sex_headers],
+            ["Day", "Days", "Covered", "Mean", "Peak", "Speech min/day", ">=1", ">=2", ">=3", "Busiest hour",
+             *optional_headers],
             [
                 [w["period"], str(w["days"]), _span(w["minutes_covered"]), f"{w['mean_count']:.2f}",
                  str(w["peak_count"]), f"{w['speech_minutes_per_day']:.1f}", _percent(w["share_1plus"]),
-                 _percent(w["share_2plus"]), _percent(w["share_3plus"]), w["busiest_hour"] or "-", *sex_cells(w)]
+                 _percent(w["share_2plus"]), _percent(w["share_3plus"]), w["busiest_hour"] or "-", *optional_cells(w)]
                 for w in report.weekdays
             ],
         ),
@@ -102,6 +113,12 @@ def _heading(report: Report) -> list[str]:
             f"{_span(estimated)} with an estimate, so they add up to Mean where all of a period has one; "
             "-: none in that period."
         )
+    if report.voices:
+        voiced = sum(h.row["distinct_voices_seconds"] or 0 for h in report.hours) / 60
+        lines.append(
+            f"Voices: different people heard within the monitor's voices_minutes (monitor.voices, approximate), "
+            f"averaged over the {_span(voiced)} with the figure; Voices peak: the highest; -: none in that period."
+        )
     return lines
 
 
@@ -137,9 +154,9 @@ def _rounded(row: dict) -> dict:
 
 
 def render_csv(report: Report, top: int) -> str:
-    """The period table only (one CSV is one table), columns PERIOD_KEYS (and SEX_KEYS with estimates)."""
+    """The period table only (one CSV is one table), columns `report.keys`."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=PERIOD_KEYS + (SEX_KEYS if report.sex else ()), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=report.keys, lineterminator="\n")
     writer.writeheader()
     writer.writerows(_rounded(report.shown(p)) for p in report.periods)
     return out.getvalue()

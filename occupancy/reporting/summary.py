@@ -20,6 +20,7 @@ PERIOD_KEYS = (
     "speech_minutes", "share_1plus", "share_2plus", "share_3plus", "low_coverage",
 )
 SEX_KEYS = ("mean_women", "mean_men", "sex_minutes")  # shown only where the range has estimates
+VOICES_KEYS = ("mean_distinct_voices", "peak_distinct_voices", "distinct_voices_minutes")  # ... has the figure
 BY_CHOICES = ("hour", "weekday-hour", "day")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DEFAULT_MIN_COVERAGE = 15.0  # minutes per hour: an hour with 5 minutes of data is flagged, not called quiet
@@ -54,6 +55,8 @@ def summarize(label: str, hours: list[Hour], min_coverage: float) -> dict:
 
     weekdays = {WEEKDAYS[h.local.weekday()] for h in hours}
     estimated = sum(r["sex_estimated_seconds"] for r in rows)
+    voiced = [r for r in rows if r["distinct_voices_seconds"]]
+    voiced_seconds = sum(r["distinct_voices_seconds"] for r in voiced)
     return {
         "period": label,
         "weekday": weekdays.pop() if len(weekdays) == 1 else "",
@@ -69,6 +72,10 @@ def summarize(label: str, hours: list[Hour], min_coverage: float) -> dict:
         "mean_women": sum(r["women_seconds"] for r in rows) / estimated if estimated else None,
         "mean_men": sum(r["men_seconds"] for r in rows) / estimated if estimated else None,
         "sex_minutes": estimated / 60,
+        "mean_distinct_voices": sum(r["distinct_voices_mean"] * r["distinct_voices_seconds"] for r in voiced)
+        / voiced_seconds if voiced else None,
+        "peak_distinct_voices": max((r["distinct_voices_peak"] for r in voiced), default=None),
+        "distinct_voices_minutes": voiced_seconds / 60,
     }
 
 
@@ -80,7 +87,7 @@ def hourly_table(
     db_path: str | Path, since: datetime | None = None, until: datetime | None = None, *,
     utc: bool = False, min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> list[dict]:
-    """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS + SEX_KEYS and `local_start`
+    """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS + SEX_KEYS + VOICES_KEYS and `local_start`
     (the hour's start in the report's zone): the dashboard's table."""
     since, until = (in_zone(t, utc) if t else None for t in (since, until))
     db = open_log(db_path)
@@ -188,10 +195,17 @@ class Report:
     alerts: list[dict]
     gaps: list[dict]
     sex: bool  # some window in the range has a women/men estimate: only then are SEX_KEYS shown
+    voices: bool  # some window in the range has the distinct-voices figure: only then are VOICES_KEYS shown
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The period keys the output shows."""
+        return PERIOD_KEYS + (SEX_KEYS if self.sex else ()) + (VOICES_KEYS if self.voices else ())
 
     def shown(self, row: dict) -> dict:
-        """The row as the output shows it: without SEX_KEYS when the range has no estimates."""
-        return row if self.sex else {k: v for k, v in row.items() if k not in SEX_KEYS}
+        """The row as the output shows it: without SEX_KEYS or VOICES_KEYS when the range has none."""
+        hidden = (() if self.sex else SEX_KEYS) + (() if self.voices else VOICES_KEYS)
+        return {k: v for k, v in row.items() if k not in hidden}
 
 
 def build_report(
@@ -221,6 +235,7 @@ def build_report(
         min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, hours=hours, periods=table,
         busiest=ranked[::-1][:top], quietest=ranked[:top], weekdays=weekday_comparison(hours, min_coverage),
         alerts=alerts, gaps=gaps(hours, since, until, utc), sex=any(h.row["sex_estimated_seconds"] for h in hours),
+        voices=any(h.row["distinct_voices_seconds"] for h in hours),
     )
 
 

@@ -264,6 +264,8 @@ class HelpScreen(ModalScreen):
         "",
         "[b]Now[/b]: people speaking at once in the latest 1-s window (3+: three or more), the smoothed "
         "occupancy over the last few windows and the capacity limit (red when exceeded).",
+        "[b]voices (N min) ≈[/b]: with --voices only, about how many different people spoke in the last N "
+        "minutes (an estimate; voiceprints stay in memory, never written).",
         "[b]Count probabilities[/b]: how sure the model is of each count for that window.",
         "[b]History[/b]: mean count over the last minutes; dots: no audio.",
         "[b]Today by hour[/b]: mean people speaking in each hour, from the log; dots: hours not logged.",
@@ -281,7 +283,8 @@ class HelpScreen(ModalScreen):
 
 class ReportScreen(Screen):
     """The hourly table from the log (`occupancy report`'s measures), newest hour first; women and men
-    columns only when some hour has the `model.sex` estimate, as in the report."""
+    columns only when some hour has the `model.sex` estimate, distinct voices only when some hour has
+    that figure, as in the report."""
 
     BINDINGS = [Binding("escape,r", "dismiss", "Back")]
     COLUMNS = ("hour", "minutes", "mean", "peak", "speech min", "1+", "2+", "3+")
@@ -299,9 +302,12 @@ class ReportScreen(Screen):
         self.sub_title = "hourly traffic from the log" if self.hours else "nothing logged yet"
         table = self.query_one(DataTable)
         sexed = any(hour["mean_women"] is not None for hour in self.hours)
-        table.add_columns(*self.COLUMNS, *(("women", "men") if sexed else ()))
+        voiced = any(hour["peak_distinct_voices"] is not None for hour in self.hours)
+        table.add_columns(*self.COLUMNS, *(("women", "men") if sexed else ()), *(("voices", "voices peak") if voiced else ()))
         for hour in reversed(self.hours):
             estimate = (hour["mean_women"], hour["mean_men"]) if sexed else ()
+            mean, peak = hour["mean_distinct_voices"], hour["peak_distinct_voices"]
+            voices = ("-", "-") if mean is None else (f"{mean:.1f}", str(peak))
             table.add_row(
                 hour["period"] + (" (short)" if hour["low_coverage"] else ""),
                 f"{hour['minutes_covered']:.1f}",
@@ -310,6 +316,7 @@ class ReportScreen(Screen):
                 f"{hour['speech_minutes']:.1f}",
                 *(f"{hour[key]:.0%}" for key in ("share_1plus", "share_2plus", "share_3plus")),
                 *("-" if mean is None else f"{mean:.2f}" for mean in estimate),
+                *(voices if voiced else ()),
             )
 
 
@@ -333,6 +340,7 @@ class OccupancyApp(App):
     ]
     CSS = """
     #top { height: 6; }
+    #top.voices { height: 7; }
     #now, #probability-box, #history-box, #hourly-box, #input-box {
         border: round $primary; border-title-color: $text; padding: 0 1;
     }
@@ -431,6 +439,7 @@ class OccupancyApp(App):
         self.main.query_one("#history-box").border_subtitle = "now"
         self.main.query_one("#hourly-box").border_title = "Today by hour (mean people)"
         self.main.query_one("#input-box").border_title = "Input & health"
+        self.main.query_one("#top").set_class(self.config.monitor.voices, "voices")  # a line for the figure
         top = self.count_classes[-1]
         self.main.query_one(HistoryPlot).top = top
         self.main.query_one(HourlyBars).top = top
@@ -480,6 +489,8 @@ class OccupancyApp(App):
         lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
         if event.women is not None:  # model.sex: a rough estimate, see the README
             lines.append(f"women {event.women} · men {event.men}")
+        if event.voices is not None:  # monitor.voices: an estimate, see the README
+            lines.append(f"voices ({self.config.monitor.voices_minutes} min) ≈ {event.voices}")
         self.main.query_one("#smoothed", Static).update(
             Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
         )

@@ -43,7 +43,8 @@ class HeadlessPrinter:
             f"{event.start.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"[:-3]
             + f"Z  count {event.count}  smoothed {event.smoothed:.1f}  level {event.level_dbfs:6.1f} dBFS"
             f"  p [{probs}]  {event.latency_ms:.0f} ms"
-            + ("" if event.women is None else f"  women {event.women} men {event.men}"),
+            + ("" if event.women is None else f"  women {event.women} men {event.men}")
+            + ("" if event.voices is None else f"  voices {event.voices}"),
             flush=True,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from occupancy.engine.capture import FileSource
-from occupancy.config import Config
+from occupancy.config import Config, MonitorConfig
 from occupancy.errors import ConfigError
 from occupancy.engine.metrics import Metrics, serve_metrics
 from occupancy.models import default_model_path, load_counter
@@ -43,19 +44,23 @@ def value(samples: list, name: str, **labels) -> float:
     return next(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-@pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
-def test_replay_feeds_the_endpoint(tmp_path):
-    config = Config()
-    pipeline = Pipeline(config, FileSource([SAMPLE_AUDIO], start=T0), load_counter(), db_path=tmp_path / "o.db")
+def replay_and_scrape(config: Config, db_path: Path, voices=None) -> tuple[list, dict[str, list]]:
+    """Replay the sample through a pipeline serving metrics; its events and the endpoint at the end."""
+    pipeline = Pipeline(config, FileSource([SAMPLE_AUDIO], start=T0), load_counter(), db_path=db_path, voices=voices)
     events = []
     pipeline.subscribe(events.append)
     port = free_port()
     metrics = serve_metrics(pipeline, config, port)
     try:
         pipeline.run()
-        got = scrape(port)
+        return events, scrape(port)
     finally:
         metrics.server.shutdown()
+
+
+@pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
+def test_replay_feeds_the_endpoint(tmp_path):
+    events, got = replay_and_scrape(Config(), tmp_path / "o.db")
     last = events[-1]
     assert value(got["occupancy_windows"], "occupancy_windows_total") == len(events) == 90
     assert value(got["occupancy_count"], "occupancy_count") == last.count
@@ -71,6 +76,17 @@ def test_replay_feeds_the_endpoint(tmp_path):
     assert info == {"venue": "My venue", "model": "counter", "compute": "cpu", "source": "replay"}
     for name in ("overflows", "dropped", "restarts"):  # a replay cannot drop: zero, but present
         assert value(got[f"occupancy_{name}"], f"occupancy_{name}_total") == 0
+    assert "occupancy_distinct_voices" not in got  # monitor.voices is off
+
+
+@pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped model")
+def test_distinct_voices_gauge_is_the_latest_figure(tmp_path):
+    from occupancy.engine.loading import load_voices_from_config
+
+    config = dataclasses.replace(Config(), monitor=MonitorConfig(voices=True, voices_minutes=4))
+    events, got = replay_and_scrape(config, tmp_path / "o.db", load_voices_from_config(config.monitor))
+    (sample,) = got["occupancy_distinct_voices"]
+    assert sample.value == events[-1].voices >= 1
 
 
 def test_input_stats_are_read_at_scrape_time():

@@ -86,8 +86,20 @@ def expected_hourly(events: list[CountEvent]) -> dict[str, dict]:
             "women_seconds": sum(e.women * e.seconds for e in group if e.women is not None),
             "men_seconds": sum(e.men * e.seconds for e in group if e.men is not None),
             "sex_estimated_seconds": sum(e.seconds for e in group if e.women is not None),
+            **expected_voices(group),
         }
     return out
+
+
+def expected_voices(group: list[CountEvent]) -> dict:
+    """An hour's distinct-voices columns computed in Python: peak, time-weighted mean, seconds; None without figures."""
+    heard = [e for e in group if e.voices is not None]
+    seconds = sum(e.seconds for e in heard)
+    return {
+        "distinct_voices_peak": max((e.voices for e in heard), default=None),
+        "distinct_voices_mean": sum(e.voices * e.seconds for e in heard) / seconds if heard else None,
+        "distinct_voices_seconds": seconds if heard else None,
+    }
 
 
 def hourly_by_hour(db) -> dict[str, dict]:
@@ -114,7 +126,8 @@ def test_schema_is_created_once_in_wal_mode(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"events", "hourly", "runs"} <= set(db.table_names())
     applied = list(db.query("SELECT name FROM _sqlite_migrations WHERE migration_set = 'occupancy'"))
-    assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition", "m003_hourly_sex_composition"]
+    assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition", "m003_hourly_sex_composition",
+                                             "m004_distinct_voices"]
 
 
 def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_path):
@@ -125,7 +138,7 @@ def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_pat
     old.apply(db)
     run_id = db["runs"].insert({"started_utc": "2026-11-25T10:00:00.000+00:00", "source": "replay", "device": "a",
                                 "model": "counter", "compute": "cpu", "hop_s": 1.0}).last_pk
-    row = {k: v for k, v in event_row(make_events([2])[0], run_id).items() if k not in ("women", "men")}
+    row = {k: v for k, v in event_row(make_events([2])[0], run_id).items() if k not in ("women", "men", "voices")}
     db["events"].insert(row)
     db.close()
     migrated = open_store(path)
@@ -134,12 +147,41 @@ def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_pat
     assert [(r["count"], r["women"], r["men"]) for r in migrated["events"].rows] == [(2, None, None), (1, 1, 0)]
 
 
+def test_a_log_from_before_distinct_voices_keeps_its_hours_and_gains_empty_columns(tmp_path):
+    path = tmp_path / "old.db"
+    old = Migrations("occupancy")
+    for step in (store.m001_initial_schema, store.m002_sex_composition, store.m003_hourly_sex_composition):
+        old()(step)
+    db = Database(path)
+    old.apply(db)
+    run_id = db["runs"].insert({"started_utc": "2026-11-25T10:00:00.000+00:00", "source": "replay", "device": "a",
+                                "model": "counter", "compute": "cpu", "hop_s": 1.0}).last_pk
+    db["events"].insert_all({k: v for k, v in event_row(e, run_id).items() if k != "voices"} for e in make_events([2, 1]))
+    db["hourly"].insert({"hour_utc": "2026-11-25T13:00:00.000+00:00", "windows": 2, "seconds": 2.0, "count_sum": 3,
+                         "peak_count": 2, "person_seconds": 3.0, "seconds_1plus": 2.0, "seconds_2plus": 1.0,
+                         "seconds_3plus": 0.0, "women_seconds": 0.0, "men_seconds": 0.0, "sex_estimated_seconds": 0.0})
+    before = list(db.query("SELECT * FROM hourly"))
+    db.close()
+    migrated = open_store(path)
+    (hour,) = migrated.query("SELECT * FROM hourly")
+    assert {k: hour[k] for k in before[0]} == before[0]  # every earlier column as it was
+    assert [hour[k] for k in ("distinct_voices_peak", "distinct_voices_mean", "distinct_voices_seconds")] == [None] * 3
+    assert [r["voices"] for r in migrated["events"].rows] == [None, None]
+    write_batch(migrated, run_id, [dataclasses.replace(e, voices=3) for e in make_events([1], start=T0 + timedelta(seconds=5))], {})
+    assert [r["voices"] for r in migrated["events"].rows] == [None, None, 3]
+    (hour,) = migrated.query("SELECT * FROM hourly")
+    assert (hour["distinct_voices_peak"], hour["distinct_voices_mean"], hour["distinct_voices_seconds"]) == (3, 3.0, 1.0)
+    assert hour["windows"] == 3
+
+
 def test_hourly_rollup_follows_batches_across_hours_and_recomputes_identically(tmp_path):
     counts = [(i * 7) % 5 % 4 for i in range(600)]  # 0..3, over 13:58 -> 14:03 with a 0.5 s hop
-    events = [  # two windows in three with a women/men estimate (model.sex), as after a restart with --sex
+    events = [  # two windows in three with a women/men estimate (model.sex), as after a restart with --sex;
+        # the first 13:58-13:59 without distinct voices, the rest with them (a restart with --voices)
         dataclasses.replace(e, women=i % (e.count + 1), men=e.count - i % (e.count + 1)) if i % 3 else e
         for i, e in enumerate(make_events(counts, hop=0.5))
     ]
+    events = [dataclasses.replace(e, voices=i // 50 % 6) if i >= 120 else e for i, e in enumerate(events)]
     db = open_store(tmp_path / "o.db")
     run_id = start_run(db, **vars(RUN))
     for i in range(0, len(events), 97):  # batches that split hours
@@ -337,4 +379,4 @@ def test_first_opens_racing_each_other_migrate_once(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 3
+    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 4

@@ -7,6 +7,7 @@ zoneinfo), never from the hourly rollup or the report's own helpers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -25,8 +26,8 @@ from tests.conftest import local_timezone
 from occupancy.reporting import queries as report_queries
 from occupancy.engine import store
 from occupancy.cli import main
-from occupancy.reporting.plot import FIGURE_DPI, FIGURE_INCHES
-from occupancy.reporting.summary import PERIOD_KEYS, SEX_KEYS, hourly_table
+from occupancy.reporting.plot import FIGURE_DPI, FIGURE_INCHES, report_figure
+from occupancy.reporting.summary import PERIOD_KEYS, SEX_KEYS, VOICES_KEYS, build_report, hourly_table
 from occupancy.engine.store import event_row, migrations, open_store, start_run, write_batch
 from occupancy.engine.events import CountEvent
 from occupancy.engine.worker import Smoother
@@ -537,6 +538,78 @@ def test_a_range_without_estimates_reports_exactly_as_before(capsys, sex_db, tra
             assert code == 0 and "Women" not in out and "Men" not in out
 
 
+# (start, minutes, distinct voices or None: --voices off) of a log with the distinct-voices figure in part of its time
+VOICES_TRAFFIC = [
+    ("2026-11-26T18:00:00", 40, (1, 6)),
+    ("2026-11-26T18:40:00", 30, None),
+    ("2026-11-27T09:00:00", 20, (0, 3)),
+]
+
+
+@pytest.fixture(scope="module")
+def voices_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("voices") / "log.db"
+    db = open_store(path)
+    rng = np.random.default_rng(7)
+    for start, minutes, figures in VOICES_TRAFFIC:
+        events = count_events(utc(start), random_counts(rng, minutes, (2, 4, 3, 1)))
+        if figures:
+            events = [dataclasses.replace(e, voices=int(v)) for e, v in zip(events, rng.integers(*figures, len(events)))]
+        run_id = start_run(db, source="replay", device="test", model="test", compute="cpu", hop_s=1.0)
+        write_batch(db, run_id, events, {"windows": len(events)})
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("by", ["hour", "day", "weekday-hour"])
+def test_distinct_voices_are_the_time_weighted_mean_and_peak_of_the_logged_figure(capsys, voices_db, by):
+    data = report_json(capsys, voices_db, "--by", by, "--utc")
+    label = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "weekday-hour": "%a %H:00"}[by]
+    figures = defaultdict(list)
+    for event in raw_events(voices_db):
+        figures[datetime.fromisoformat(event["start_utc"]).strftime(label)].append(event)
+    assert [p["period"] for p in data["periods"]] == sorted(figures, key=[p["period"] for p in data["periods"]].index)
+    for period in data["periods"]:
+        heard = [e for e in figures[period["period"]] if e["voices"] is not None]
+        seconds = sum(e["seconds"] for e in heard)
+        assert period["distinct_voices_minutes"] == pytest.approx(seconds / 60, abs=1e-3)
+        if heard:
+            assert period["mean_distinct_voices"] == pytest.approx(sum(e["voices"] * e["seconds"] for e in heard) / seconds, abs=1e-3)
+            assert period["peak_distinct_voices"] == max(e["voices"] for e in heard)
+        else:
+            assert period["mean_distinct_voices"] is None and period["peak_distinct_voices"] is None
+    assert all(set(VOICES_KEYS) <= set(w) for w in data["weekdays"])
+
+
+def test_distinct_voices_in_table_csv_and_a_second_heatmap(capsys, voices_db, tmp_path):
+    code, out, _ = report(capsys, "--db", str(voices_db), "--utc")
+    assert code == 0 and "Voices: different people heard within the monitor's voices_minutes" in out
+    lines = [line.split() for line in out.splitlines()]
+    headers = [cells for cells in lines if cells[:1] in (["Period"], ["Day"])]
+    assert len(headers) == 4 and all(cells[-3:] == ["Voices", "Voices", "peak"] for cells in headers)
+    first_row = {" ".join(cells[:2]): cells for cells in reversed(lines)}  # the first table's rows
+    assert first_row["2026-11-26 19:00"][-2:] == ["-", "-"]  # only time without the figure
+    assert first_row["2026-11-27 09:00"][-1] in {"0", "1", "2"}
+    code, out, _ = report(capsys, "--db", str(voices_db), "--format", "csv", "--utc")
+    assert csv.DictReader(io.StringIO(out)).fieldnames == [*PERIOD_KEYS, *VOICES_KEYS]
+
+    titles = [ax.get_title() for ax in report_figure(build_report(voices_db, utc=True)).axes]
+    assert [t.split(" (")[0] for t in titles if "by weekday and hour" in t] == [
+        "Mean by weekday and hour", "Distinct voices by weekday and hour"]
+    import matplotlib.image
+
+    png = tmp_path / "voices.png"
+    assert report(capsys, "--db", str(voices_db), "--plot", str(png))[0] == 0
+    assert matplotlib.image.imread(png).shape[:2] == (round(FIGURE_INCHES[1] * FIGURE_DPI), round(FIGURE_INCHES[0] * FIGURE_DPI))
+
+
+def test_without_the_figure_there_is_no_voices_column_nor_heatmap(capsys, traffic_db):
+    code, out, _ = report(capsys, "--db", str(traffic_db), "--utc")
+    assert code == 0 and "Voices" not in out
+    titles = [ax.get_title() for ax in report_figure(build_report(traffic_db, utc=True)).axes]
+    assert not any("Distinct voices" in t for t in titles)
+
+
 # The hourly rollup as the previous version (schema m001 + m002) wrote it, frozen here.
 PREVIOUS_ROLLUP = """
 INSERT OR REPLACE INTO hourly (hour_utc, windows, seconds, count_sum, peak_count, person_seconds,
@@ -566,7 +639,7 @@ def test_a_log_from_the_previous_version_keeps_everything_and_gains_its_women_an
     for start, minutes, weights, estimated in SEX_TRAFFIC:
         counts = random_counts(rng, minutes, weights)
         events = count_events(utc(start), counts, 0.5, rng.integers(0, counts + 1) if estimated else None)
-        db["events"].insert_all(event_row(e, run_id) for e in events)
+        db["events"].insert_all({k: v for k, v in event_row(e, run_id).items() if k != "voices"} for e in events)
     db.execute(PREVIOUS_ROLLUP)
     retained = {"hour_utc": "2026-11-20T09:00:00.000+00:00", "windows": 7200, "seconds": 3600.0, "count_sum": 7200,
                 "peak_count": 3, "person_seconds": 3600.0, "seconds_1plus": 1800.0, "seconds_2plus": 900.0,
@@ -594,6 +667,8 @@ def test_a_log_from_the_previous_version_keeps_everything_and_gains_its_women_an
     expected = expected_periods(path, "hour", UTC)
     assert_periods_match([p for p in data["periods"] if p["period"] != "2026-11-20 09:00"], expected)
     assert data["periods"][0]["period"] == "2026-11-20 09:00" and data["periods"][0]["mean_women"] is None
+    assert {row["distinct_voices_peak"] for row in hourly.values()} == {None}  # no figure was ever logged
+    assert not any("distinct_voices" in key for key in data["periods"][0])
     after.close()
 
 

@@ -125,6 +125,14 @@ async def drawn(pilot) -> None:
     await pilot.pause()
 
 
+async def replayed(pilot) -> None:
+    """Wait for the app's replay to end, close its pipeline (flushing the log, as quitting does), draw."""
+    while not pilot.app.pipeline.wait(0):
+        await pilot.pause(0.05)
+    await asyncio.to_thread(pilot.app.pipeline.close)
+    await drawn(pilot)
+
+
 # --- a real replay of the bundled sample through the real pipeline ------------------------------
 
 MODEL = default_model_path()
@@ -162,10 +170,7 @@ def logged(db_path: Path) -> tuple[list[dict], list[dict]]:
 async def test_replay_of_the_sample_shows_the_logged_counts(tmp_path, counter):
     app = replay_app(tmp_path, counter)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.pipeline.wait(0):
-            await pilot.pause(0.05)
-        await asyncio.to_thread(app.pipeline.close)  # flush the log, as quitting does
-        await drawn(pilot)
+        await replayed(pilot)
         events, hours = logged(app.db_path)
         assert len(events) == len(load_truth())  # one window per second of the sample
         last = events[-1]
@@ -367,10 +372,7 @@ async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
     pipeline = Pipeline(config, source, load_counter(sex_model_path(), device="cpu"), db_path=tmp_path / "o.db")
     app = OccupancyApp(pipeline, config, utc=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.pipeline.wait(0):
-            await pilot.pause(0.05)
-        await asyncio.to_thread(app.pipeline.close)
-        await drawn(pilot)
+        await replayed(pilot)
         last = logged(app.db_path)[0][-1]
         assert last["women"] + last["men"] == last["count"]
         assert f"women {last['women']} · men {last['men']}" in str(app.query_one("#smoothed", Static).content)
@@ -380,3 +382,25 @@ async def test_model_sex_shows_the_latest_windows_women_and_men(tmp_path):
         hour = app.read_hours()[-1]
         assert table.get_row_at(0)[-2:] == [f"{hour['mean_women']:.2f}", f"{hour['mean_men']:.2f}"]
         assert abs(hour["mean_women"] + hour["mean_men"] - hour["mean_count"]) < 1e-9
+
+
+async def test_monitor_voices_shows_the_latest_windows_figure_beside_the_count(tmp_path, counter):
+    """A real replay of the sample with the distinct-voices stage: the figure of the last window is shown,
+    marked approximate, with its horizon; the hourly table gains the voices columns."""
+    from occupancy.engine.loading import load_voices_from_config
+
+    config = dataclasses.replace(Config(), monitor=MonitorConfig(voices=True, voices_minutes=3))
+    source = FileSource([SAMPLE_AUDIO], realtime=False, start=REPLAY_START)
+    pipeline = Pipeline(config, source, counter, db_path=tmp_path / "o.db", voices=load_voices_from_config(config.monitor))
+    app = OccupancyApp(pipeline, config, utc=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await replayed(pilot)
+        events, hours = logged(app.db_path)
+        assert events[-1]["voices"] >= 1
+        now = app.query_one("#smoothed", Static)
+        assert f"voices (3 min) ≈ {events[-1]['voices']}" in str(now.content)
+        assert now.content_region.height >= 3  # smoothed, limit and the figure all fit
+        await pilot.press("r")
+        table = app.screen.query_one(DataTable)
+        assert [str(c.label) for c in table.columns.values()][-2:] == ["voices", "voices peak"]
+        assert table.get_row_at(0)[-1] == str(hours[-1]["distinct_voices_peak"])
