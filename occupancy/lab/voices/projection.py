@@ -10,8 +10,7 @@ within- and between-speaker scatter, the within one regularised, solved with sci
 
 The clustering threshold is then chosen on voices scenes of TRAIN and VALIDATION speakers (never
 test), dry and in rooms, run as the stage runs (the shipped counter picks the one-voice seconds):
-the threshold with the best mean share within +-1 among those whose single talkers read 1 in at
-least SINGLE_TARGET of scenes (else the one whose single talkers read 1 most often). How the fit
+the threshold that meets most of the issue's bars there (see choose_threshold). How the fit
 was made is stored in the file's `fit` metadata, which export copies into voices.onnx.
 """
 
@@ -36,7 +35,7 @@ from ..data.corpus import FRAME, WINDOW
 from ..data.mixing import pick_noise, rms, set_loudness
 from ..data.rooms import RIR_LENGTH, SOURCES
 from .encoder import PROJECTION, ge2e_network, resemblyzer_weights
-from .evaluate import heard_windows, scene_mixer, score_readings
+from .evaluate import BARS, heard_windows, scene_mixer, score_readings, verdicts
 from .scenes import HORIZON_S, make_voice_scene, scene_plan
 
 DIMENSIONS = 128
@@ -45,7 +44,6 @@ CROP_CONDITIONS = ("dry", "room", "noise", "room+noise")
 SNR_DB = (5.0, 20.0)
 LEVEL_DBFS = (-40.0, -20.0)
 THRESHOLDS = tuple(round(0.6 + 0.025 * i, 3) for i in range(15))  # 0.60 .. 0.95
-SINGLE_TARGET = 0.95
 TUNE_CONDITIONS = ("dry", "rooms")
 
 
@@ -132,18 +130,25 @@ def tuning_readings(config: Config, network, mean: np.ndarray, matrix: np.ndarra
     return out
 
 
-def choose_threshold(readings: dict[str, tuple[list[int], np.ndarray]]) -> tuple[float, list[dict]]:
-    """The threshold (see the module's docstring) and every threshold's scores per condition."""
+def score_grid(readings: dict[str, tuple[list[int], np.ndarray]]) -> list[dict]:
+    """Every threshold's +-1 share, MAE and single-talker share per condition."""
     grid = []
     for k, threshold in enumerate(THRESHOLDS):
         scores = {c: score_readings(truths, r[:, k]) for c, (truths, r) in readings.items()}
         grid.append({"threshold": threshold,
                      **{c: {f: s[f] for f in ("within_1", "mae", "single_reads_1")} for c, s in scores.items()}})
-    within = np.array([np.mean([g[c]["within_1"] for c in readings]) for g in grid])
-    single = np.array([np.mean([g[c]["single_reads_1"] for c in readings]) for g in grid])
-    eligible = single >= SINGLE_TARGET
-    best = int(np.argmax(np.where(eligible, within, -1.0))) if eligible.any() else int(np.argmax(single))
-    return THRESHOLDS[best], grid
+    return grid
+
+
+def choose_threshold(grid: list[dict]) -> float:
+    """The threshold that meets most of the issue's bars on the tuning scenes; among those, the best mean
+    of the +-1 and single-talker shares. (No threshold meets them all: a lower one splits a lone voice,
+    a higher one merges a crowd, so asking single talkers for 95 % first gave up the crowds.)"""
+    def merit(row: dict) -> tuple[int, float]:
+        conditions = [c for c in row if c in BARS]
+        met = sum(v["met"] for c in conditions for v in verdicts(c, row[c]).values())
+        return met, float(np.mean([row[c][f] for c in conditions for f in ("within_1", "single_reads_1")]))
+    return max(grid, key=merit)["threshold"]
 
 
 def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, scenes: int = 44, singles: int = 16,
@@ -158,7 +163,8 @@ def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, s
     raw = embed_raw(network, windows)
     mean, matrix = fit_lda(raw, labels, DIMENSIONS)
     progress(f"LDA: {len(set(labels))} train speakers x {crops} crops, {time.process_time() - started:.0f} CPU s")
-    threshold, grid = choose_threshold(tuning_readings(config, network, mean, matrix, scenes, singles, seed))
+    grid = score_grid(tuning_readings(config, network, mean, matrix, scenes, singles, seed))
+    threshold = choose_threshold(grid)
     fit = {
         "method": f"LDA-{DIMENSIONS} of raw GE2E voiceprints, within-speaker scatter + {REGULARISATION} x its mean "
                   "eigenvalue (lab/voices/projection.py)",
@@ -168,8 +174,8 @@ def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, s
                     f"recordings at {SNR_DB[0]:g}-{SNR_DB[1]:g} dB SNR), {LEVEL_DBFS[0]:g}..{LEVEL_DBFS[1]:g} dBFS",
         "threshold_choice": f"{scenes} scenes of 2-12 talkers + {singles} single talkers per condition "
                             f"({', '.join(TUNE_CONDITIONS)}), half train and half validation speakers, through the "
-                            f"shipped counter; best mean +-1 among thresholds whose single talkers read 1 in "
-                            f">= {SINGLE_TARGET} (support max({MIN_SUPPORT}, {SUPPORT_SHARE}))",
+                            f"shipped counter; the threshold meeting most of the issue's bars there, then the best mean of "
+                            f"+-1 and single-talker shares (support max({MIN_SUPPORT}, {SUPPORT_SHARE}))",
         "grid": grid, "seed": seed, "date": datetime.now(UTC).date().isoformat(),
         "cpu_s": round(time.process_time() - started),
     }
