@@ -41,7 +41,7 @@ def test_evaluate_voices_runs_the_whole_stage_and_writes_json(tiny, tmp_path, ca
         assert scores["scenes"] == 1 and scores["singles"] == 1
         assert set(scores["per_k"]) == {"1", "2"} and scores["cpu_ms_per_voice_s"] >= 0
         assert set(scores["verdicts"]) == {"within_1", "mae", "single_reads_1"}
-    assert 0 < report["threshold"] < 1 and "voiceprint" not in out.read_text()
+    assert 0 < report["threshold"] < 1 and report["projection"]["threshold"] == report["threshold"]
 
 
 def test_voices_flags_that_do_not_apply_are_one_line_errors(capsys):
