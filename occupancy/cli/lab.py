@@ -1,4 +1,5 @@
-"""The research and release commands: `dataset make`, `train`, `evaluate`, `bench`, `export --onnx`."""
+"""The research and release commands: `dataset make`, `train`, `evaluate [--voices]`, `bench`,
+`export --onnx`, `export --voices [--fit]`."""
 
 from __future__ import annotations
 
@@ -166,10 +167,23 @@ def _add_evaluate(subparsers) -> None:
     e.add_argument("--record", action="store_true", help="also store the figures in the model's own JSON")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"])
     e.add_argument("--threads", type=int)
+    voices = e.add_argument_group("distinct voices (--voices)")
+    voices.add_argument("--voices", action="store_true",
+                        help="measure the distinct-voices stage instead: 5-10 min conversations of 1-12 talkers, "
+                             "dry, in rooms and noisy, counted by the shipped counter (ONNX), read at the end "
+                             "(JSON default: runs/eval/voices.json; --seed, --split and --output apply)")
+    voices.add_argument("--scenes", type=_count, default=88, metavar="N",
+                        help="scenes of 2-12 talkers per condition (default: %(default)s)")
+    voices.add_argument("--singles", type=_count, default=32, metavar="N",
+                        help="5-min single-talker scenes per condition (default: %(default)s)")
+    voices.add_argument("--condition", action="append", choices=["dry", "rooms", "noisy"],
+                        help="only this condition (repeatable; default: all three)")
     e.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args, config: Config) -> int:
+    if args.voices:
+        return run_evaluate_voices(args, config)
     from ..engine.loading import load_counter_from_config
     from ..lab.evaluate import BARS, evaluate_model, format_report, record_metrics
 
@@ -192,6 +206,25 @@ def run_evaluate(args, config: Config) -> int:
     print(f"\nwritten: {output}")
     if args.record:
         print(f"recorded in: {record_metrics(counter, results, speed)}")
+    return 0
+
+
+def run_evaluate_voices(args, config: Config) -> int:
+    from ..lab.voices.evaluate import evaluate_voices, format_voices
+    from ..lab.voices.scenes import CONDITIONS
+
+    if args.record or args.data:
+        raise OccupancyError("--voices: --record and --data do not apply (the voices test makes its own scenes)")
+    if args.scenes + args.singles == 0:
+        raise OccupancyError("--voices: --scenes and --singles are both 0: nothing to measure")
+    config = override(config, "model", path=args.model, vad=False if args.no_vad else None, threads=args.threads)
+    report = evaluate_voices(config, split=args.split, conditions=tuple(args.condition or CONDITIONS),
+                             scenes=args.scenes, singles=args.singles, seed=args.seed)
+    print(format_voices(report))
+    output = Path(args.output) if args.output else RUNS_DIR / "eval" / "voices.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"\nwritten: {output}")
     return 0
 
 
@@ -225,7 +258,14 @@ def _add_export(subparsers) -> None:
                     "that the counter (speech gate included) counts the bundled sample and the test mixtures "
                     "like PyTorch. --install then makes it the shipped model that any install counts with.",
     )
-    p.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
+    p.add_argument("--onnx", action="store_true", help="export the count network to ONNX")
+    p.add_argument("--voices", action="store_true",
+                   help="rebuild the shipped distinct-voices model (occupancy/models/shipped/voices.onnx) from "
+                        "Resemblyzer's weights (pip install --no-deps resemblyzer==0.1.4) and the projection")
+    p.add_argument("--fit", action="store_true", help="with --voices: first refit the projection "
+                                                      "(models/voices-projection.safetensors; about 10 CPU minutes)")
+    p.add_argument("--crops", type=_count, default=40, metavar="N", help="with --fit: crops per train speaker "
+                                                                         "(default: %(default)s)")
     p.add_argument("--model", metavar="PATH", help="model weights (default: model.path, else the shipped counter)")
     p.add_argument("--install", action="store_true",
                    help="also copy the model, its JSON and ONNX into the package's shipped models "
@@ -234,6 +274,31 @@ def _add_export(subparsers) -> None:
 
 
 def run_export(args, config: Config) -> int:
+    if not (args.onnx or args.voices):
+        raise OccupancyError("export: say what to export: --onnx (the count network) or --voices")
+    if args.fit and not args.voices:
+        raise OccupancyError("export: --fit refits the voices projection: add --voices")
+    if (args.install or args.model) and not args.onnx:
+        raise OccupancyError("export: --install and --model are for the count network: add --onnx")
+    if args.voices:
+        run_export_voices(args, config)
+    if args.onnx:
+        run_export_onnx(args, config)
+    return 0
+
+
+def run_export_voices(args, config: Config) -> None:
+    from ..lab.voices.encoder import export_voices, resemblyzer_weights
+
+    resemblyzer_weights()  # before a fit's minutes: is there anything to export from?
+    if args.fit:
+        from ..lab.voices.projection import fit_projection
+
+        fit_projection(config, crops=args.crops)
+    print(f"written: {export_voices()}")
+
+
+def run_export_onnx(args, config: Config) -> None:
     from ..lab.onnx import build_gate_model, export_and_check, install_model
     from ..models import default_model_path
 
@@ -244,4 +309,3 @@ def run_export(args, config: Config) -> int:
     if args.install:
         for file in install_model(weights):
             print(f"installed: {file}")
-    return 0

@@ -10,8 +10,8 @@ and capture-to-log latency from a replay paced in real time (the live path: bloc
 arrive, counted, and committed); the monitor's peak memory and start from `occupancy monitor` in a
 child process reading a real PortAudio device (ALSA's file plugin playing the sample; its peak is the
 kernel's VmHWM). Each figure is taken for the default model and for M5 in the same run and given as a
-ratio (M5 / default). Two figures belong to the program, not a model: `occupancy --help`'s wall time
-and the disk a venue install takes.
+ratio (M5 / default). Three figures belong to the program, not a model: `occupancy --help`'s wall time,
+the disk a venue install takes, and the opt-in distinct-voices stage's CPU time per one-voice second.
 
 Timings depend on the machine's load: the JSON records the load average before and after.
 """
@@ -57,8 +57,10 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # replays are logged at a fixed, re
 
 # How much work each figure gets: --quick only proves that every part runs.
 SIZES = {
-    False: dict(seconds=3.0, accuracy_windows=400, replay_copies=10, latency_s=20.0, monitor_s=60.0, help_runs=7),
-    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=2.0, monitor_s=3.0, help_runs=1),
+    False: dict(seconds=3.0, accuracy_windows=400, replay_copies=10, latency_s=20.0, monitor_s=60.0, help_runs=7,
+                voice_seconds=600),
+    True: dict(seconds=0.3, accuracy_windows=8, replay_copies=1, latency_s=2.0, monitor_s=3.0, help_runs=1,
+               voice_seconds=24),
 }
 LOW_FLUSH_S = 0.05  # a flush interval that keeps capture-to-log latency within the target
 
@@ -91,6 +93,7 @@ TABLE = [
     ("load_s", "model load time (s)", None, False),
     ("program.help_s", "`occupancy --help` (s)", 0.3, False),
     ("program.venue_install_mb", "venue install on disk (MB)", 400, False),
+    ("program.voices.cpu_ms_per_voice_s", "distinct voices, CPU ms per one-voice s", 5, False),
 ]
 
 
@@ -102,7 +105,8 @@ def run_bench(config: Config, *, quick: bool, output: str | Path, m5: str | None
         folder = Path(tmp)
         m5_path, m5_trained = find_m5(m5, config, folder)
         models = {"default": config, "M5": override(config, "model", path=str(m5_path))}
-        program = {"help_s": help_seconds(sizes["help_runs"]), "venue_install_mb": venue_install_mb()}
+        program = {"help_s": help_seconds(sizes["help_runs"]), "venue_install_mb": venue_install_mb(),
+                   "voices": voices_cost(sizes["voice_seconds"])}
         live, batched, figures = {}, {}, {}
         for name, model_config in models.items():
             started = time.perf_counter()
@@ -285,6 +289,27 @@ def _child_env(env: dict[str, str]) -> dict[str, str]:
     """`env` with this very package first on the child's path."""
     package_parent = str(Path(__file__).resolve().parents[2])
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))}
+
+
+def voices_cost(seconds: int) -> dict:
+    """CPU time of the distinct-voices stage per one-voice second, on one thread: a stream in which every
+    second is one voice (the bundled sample's, in turn), heard and asked for its figure each second as
+    live, so it embeds in the stage's batches and reclusters a horizon that fills up (600 s: full)."""
+    from ..models.voices import DistinctVoices, VoiceEncoder
+
+    voices = DistinctVoices(VoiceEncoder(threads=1))
+    one_voice = sample_windows()[np.asarray(load_truth()) == 1]
+    windows = one_voice[np.arange(seconds) % len(one_voice)]
+    voices.hear(0.0, windows[0])
+    voices.figure(0.0)  # warm-up, untimed
+    voices.clear()
+    started = time.process_time()
+    for second, window in enumerate(windows, 1):
+        voices.hear(float(second), window)
+        voices.figure(float(second))
+    cpu = time.process_time() - started
+    return {"cpu_ms_per_voice_s": round(1000 * cpu / seconds, 3), "voice_seconds": seconds,
+            "voiceprints_held": voices.held, "horizon_s": voices.horizon_s}
 
 
 def help_seconds(runs: int) -> float:

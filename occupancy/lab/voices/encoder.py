@@ -38,6 +38,7 @@ from ...sample import sample_windows
 PROJECTION = MODELS_DIR / "voices-projection.safetensors"
 LICENSE = SHIPPED_DIR / "RESEMBLYZER_LICENSE"
 RESEMBLYZER = "Resemblyzer 0.1.4"
+RESEMBLYZER_PACKAGE = "resemblyzer"  # the import name its weights are found under
 INSTALL_HINT = "pip install --no-deps resemblyzer==0.1.4 (only its weights file is read)"
 MIN_COSINE = 0.99  # the quantised file's voiceprints against the float network's, on the bundled sample
 # (measured 0.9947-0.998; two voices are told apart at a cosine of about 0.2)
@@ -68,7 +69,7 @@ class GE2EWithProjection(torch.nn.Module):
 def resemblyzer_weights() -> Path:
     """The weights file inside the installed Resemblyzer package (found, not imported: its import
     needs librosa and webrtcvad, which nothing here uses)."""
-    spec = importlib.util.find_spec("resemblyzer")
+    spec = importlib.util.find_spec(RESEMBLYZER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ExportError(f"the voices model is built from Resemblyzer's weights: {INSTALL_HINT}")
     path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
@@ -80,22 +81,30 @@ def resemblyzer_weights() -> Path:
 def read_projection(path: Path = PROJECTION) -> tuple[np.ndarray, np.ndarray, dict]:
     """The projection's mean [256], matrix [256, D] and metadata (how it was fitted, its threshold)."""
     if not path.is_file():
-        raise ExportError(f"{path}: projection file not found (fit it with `occupancy voices fit`)")
+        raise ExportError(f"{path}: projection file not found (fit it with `occupancy export --voices --fit`)")
     tensors = load_file(str(path))
     with safe_open(str(path), framework="numpy") as fh:
         meta = fh.metadata() or {}
     return tensors["mean"], tensors["matrix"], json.loads(meta.get("fit", "{}"))
 
 
-def build_network(weights: Path, projection: Path = PROJECTION) -> tuple[GE2EWithProjection, dict]:
+def ge2e_network(weights: Path, mean: np.ndarray | None = None, matrix: np.ndarray | None = None) -> GE2EWithProjection:
+    """Resemblyzer's encoder followed by a projection; without one, the raw GE2E voiceprint (the
+    projection's fit embeds with this)."""
+    mean = np.zeros(256, np.float32) if mean is None else mean
+    matrix = np.eye(256, dtype=np.float32) if matrix is None else matrix
     checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
-    mean, matrix, fit = read_projection(projection)
     network = GE2EWithProjection(mean, matrix)
     missing, unexpected = network.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"mean", "matrix"}:
         raise ExportError(f"{weights}: not Resemblyzer's GE2E encoder (missing {missing}, unexpected {unexpected})")
-    return network.eval(), fit
+    return network.eval()
+
+
+def build_network(weights: Path, projection: Path = PROJECTION) -> tuple[GE2EWithProjection, dict]:
+    mean, matrix, fit = read_projection(projection)
+    return ge2e_network(weights, mean, matrix), fit
 
 
 def sha256(path: Path) -> str:
