@@ -44,7 +44,7 @@ from ..config import Config, override
 from ..errors import OccupancyError
 from ..models.files import metadata_path
 from ..paths import PROJECT_DIR, RUNS_DIR, SAMPLE_RATE
-from ..engine.loading import load_counter_from_config
+from ..engine.loading import load_counter_from_config, load_voices_from_config
 from ..engine.pipeline import Pipeline
 from ..sample import SAMPLE_AUDIO, load_truth, sample_windows
 from ..engine.store import open_store
@@ -84,6 +84,7 @@ TABLE = [
     ("pytorch.latency_p99_ms", "PyTorch counter latency p99 (ms)", None, False),
     ("replay.x_realtime", "replay with SQLite log (x real time)", 500, True),
     ("replay.x_realtime_per_cpu_s", "replay, audio seconds per CPU-second", None, True),
+    ("replay_voices.x_realtime", "replay --voices (x real time)", None, True),
     ("latency.count_p99_ms", "capture-to-count p99 (ms)", None, False),
     ("latency.log_p50_ms", "capture-to-log p50 (ms), configured flush", None, False),
     ("latency.log_p99_ms", "capture-to-log p99 (ms), configured flush", None, False),
@@ -123,6 +124,8 @@ def run_bench(config: Config, *, quick: bool, output: str | Path, m5: str | None
             fig["network"] = speed(counter.count_probabilities, batched[name].count_probabilities, windows,
                                    sizes["seconds"])
             fig["replay"] = replay_speed(models[name], counter, sizes["replay_copies"], folder)
+            fig["replay_voices"] = replay_speed(models[name], counter, sizes["replay_copies"], folder, voices=True)
+            fig["replay_voices"].pop("sample_accuracy")
             fig["latency"] = capture_latency(models[name], counter, sizes["latency_s"], folder)
             low = override(models[name], "storage", flush_interval_s=LOW_FLUSH_S)
             fig["latency_low_flush"] = capture_latency(low, counter, sizes["latency_s"], folder)
@@ -350,11 +353,13 @@ def venue_install_mb() -> float:
     return round(total / 1e6, 1)
 
 
-def replay_speed(config: Config, counter, copies: int, folder: Path) -> dict:
-    """`replay --speed max` of the sample `copies` times into a fresh SQLite log, timed end to end."""
-    db = folder / f"replay-{counter.name}.db"
+def replay_speed(config: Config, counter, copies: int, folder: Path, voices: bool = False) -> dict:
+    """`replay --speed max` of the sample `copies` times into a fresh SQLite log, timed end to end
+    (with `voices`, as `replay --voices`: the distinct-voices stage on)."""
+    db = folder / f"replay-{counter.name}{'-voices' if voices else ''}.db"
     source = FileSource([SAMPLE_AUDIO] * copies, start=T0, block_size=config.audio.block_size)
-    pipeline = Pipeline(config, source, counter, db_path=db)
+    stage = load_voices_from_config(override(config, "monitor", voices=True).monitor) if voices else None
+    pipeline = Pipeline(config, source, counter, db_path=db, voices=stage)
     started, cpu = time.perf_counter(), time.process_time()
     pipeline.run()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu

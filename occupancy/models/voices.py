@@ -4,8 +4,9 @@ Each 1-s window the counter hears as exactly one voice becomes a voiceprint: Res
 speaker encoder (Apache-2.0, its weights from the Resemblyzer 0.1.4 wheel) followed by a linear
 projection fitted on our training speakers (lab/voices/encoder.py builds both into one ONNX file,
 `shipped/voices.onnx`). The voiceprints of the horizon are grouped by average-linkage agglomerative
-clustering on cosine distance, cut at the threshold the file names; the figure is the number of
-groups heard in at least `max(MIN_SUPPORT, SUPPORT_SHARE x voiceprints)` windows, so that a
+clustering on cosine distance, cut at the threshold the file names; groups whose seconds alternate
+within the same stretches of speech are joined (one voice that scattered); the figure is the number
+of groups heard in at least `max(MIN_SUPPORT, SUPPORT_SHARE x voiceprints)` windows, so that a
 stray window (a cough, a miscount, two voices at a turn's boundary) opens no voice of its own.
 
 Privacy: a voiceprint identifies a person. They live only in a DistinctVoices object's memory,
@@ -39,6 +40,7 @@ EMBED_BATCH = 4  # windows embedded per call: as cheap per window as larger batc
 MIN_SUPPORT = 4  # fewest windows a voice needs within the horizon ...
 SUPPORT_SHARE = 0.03  # ... or this share of the horizon's voiceprints, whichever is more
 RECOUNT_EVERY_S = 10.0  # seconds of stream between two clusterings: the figure is a minutes-long one
+NEXT_S = 1.0  # one-voice windows at most this far apart (start to start) are next to each other
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -84,23 +86,24 @@ def voice_features(windows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mel.reshape(len(windows), power.shape[1], N_MELS))
 
 
-def count_clusters(voiceprints: np.ndarray, threshold: float, min_support: float) -> int:
-    """Groups with at least `min_support` members after average-linkage clustering of unit vectors on
-    cosine distance, merging while the closest two groups are at most `threshold` apart.
+def cluster_labels(voiceprints: np.ndarray, threshold: float) -> np.ndarray:
+    """Group label of each unit vector after average-linkage clustering on cosine distance, merging while
+    the closest two groups are at most `threshold` apart (scipy's linkage + fcluster 'distance').
 
     Each row keeps its nearest group, so a merge costs O(n) plus a rescan of the rows that had one of
     the two merged groups nearest (average linkage only moves those farther away).
     """
     n = len(voiceprints)
-    if n == 0:
-        return 0
+    owner = np.arange(n)
+    if n < 2:
+        return owner
     x = np.asarray(voiceprints, dtype=np.float64)
     distance = 1.0 - x @ x.T
     np.fill_diagonal(distance, np.inf)
     size = np.ones(n)
     nearest = distance.argmin(axis=1)
     nearest_distance = distance[np.arange(n), nearest]
-    while n > 1:
+    for _ in range(n - 1):
         i = int(nearest_distance.argmin())
         j = int(nearest[i])
         if nearest_distance[i] > threshold:
@@ -110,15 +113,52 @@ def count_clusters(voiceprints: np.ndarray, threshold: float, min_support: float
         distance[i], distance[:, i] = merged, merged
         distance[j], distance[:, j] = np.inf, np.inf
         size[i], size[j] = size[i] + size[j], 0.0
+        owner[owner == j] = i
         nearest_distance[j] = np.inf
         closer = merged < nearest_distance
         nearest[closer], nearest_distance[closer] = i, merged[closer]
-        stale = np.flatnonzero(((nearest == i) | (nearest == j)) & (size > 0))
-        stale = np.union1d(stale, [i])
+        stale = np.union1d(np.flatnonzero(((nearest == i) | (nearest == j)) & (size > 0)), [i])
         nearest[stale] = distance[stale].argmin(axis=1)
         nearest_distance[stale] = distance[stale, nearest[stale]]
-        n -= 1
-    return int((size >= min_support).sum())
+    return np.unique(owner, return_inverse=True)[1]
+
+
+def merge_interleaved(labels: np.ndarray, times: np.ndarray, interleave: float) -> np.ndarray:
+    """Join groups whose windows alternate within the same stretches of speech.
+
+    One person's voice scatters: some of their seconds sound unlike the rest and form a group of their
+    own, but those seconds sit between the person's other seconds, inside the same turns. Two people
+    meet only where one hands over to the other. So two groups are joined, the most alternating pair
+    first, while the seconds next to each other (at most NEXT_S apart) that fall one in each group
+    number at least `interleave` times the smaller group's size. `times` ascend.
+    """
+    labels = np.array(labels)
+    if len(labels) < 2:
+        return labels
+    before = np.flatnonzero(np.diff(times) <= NEXT_S)
+    while True:
+        groups = int(labels.max()) + 1
+        links = np.zeros((groups, groups))
+        np.add.at(links, (labels[before], labels[before + 1]), 1.0)
+        links += links.T
+        np.fill_diagonal(links, 0.0)
+        size = np.bincount(labels, minlength=groups)
+        ratio = links / np.maximum(np.minimum.outer(size, size), 1)
+        i, j = np.unravel_index(int(ratio.argmax()), ratio.shape)
+        if ratio[i, j] < interleave or links[i, j] == 0:
+            return labels
+        labels[labels == j] = i
+
+
+def count_voices(voiceprints: np.ndarray, times: np.ndarray, threshold: float, interleave: float) -> int:
+    """Distinct voices among one horizon's voiceprints (heard at `times`, ascending): groups by voice
+    (cluster_labels), joined where they alternate (merge_interleaved), counted where heard in at least
+    max(MIN_SUPPORT, SUPPORT_SHARE x voiceprints) seconds."""
+    if not len(voiceprints):
+        return 0
+    labels = merge_interleaved(cluster_labels(voiceprints, threshold), times, interleave)
+    support = max(MIN_SUPPORT, SUPPORT_SHARE * len(voiceprints))
+    return int((np.bincount(labels) >= support).sum())
 
 
 class VoiceEncoder:
@@ -135,6 +175,7 @@ class VoiceEncoder:
             raise ModelError(f"{path}: not a voices model (no '{SETTINGS_KEY}' metadata)")
         self.settings = json.loads(settings)
         self.threshold = float(self.settings["threshold"])
+        self.interleave = float(self.settings["interleave"])
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """float32 [B, samples] -> float32 [B, dimensions], each row of length 1."""
@@ -176,9 +217,9 @@ class DistinctVoices:
             return self._figure
         self._embed_waiting()
         self._forget_before(t - self.horizon_s)
+        times = np.array([t for t, _ in self._heard])
         heard = np.array([v for _, v in self._heard]) if self._heard else np.zeros((0, 1))
-        support = max(MIN_SUPPORT, SUPPORT_SHARE * len(heard))
-        self._figure = count_clusters(heard, self.encoder.threshold, support)
+        self._figure = count_voices(heard, times, self.encoder.threshold, self.encoder.interleave)
         self._counted_at = float(t)
         return self._figure
 

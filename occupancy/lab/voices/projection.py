@@ -10,7 +10,7 @@ within- and between-speaker scatter, the within one regularised, solved with sci
 
 The clustering threshold is then chosen on voices scenes of TRAIN and VALIDATION speakers (never
 test), dry and in rooms, run as the stage runs (the shipped counter picks the one-voice seconds):
-the threshold that meets most of the issue's bars there (see choose_threshold). How the fit
+the threshold and interleave that meet most of the issue's bars there (see choose_setting). How the fit
 was made is stored in the file's `fit` metadata, which export copies into voices.onnx.
 """
 
@@ -30,7 +30,7 @@ from safetensors.numpy import save_file
 
 from ...config import Config
 from ...models import load_counter
-from ...models.voices import MIN_SUPPORT, SUPPORT_SHARE, count_clusters, voice_features
+from ...models.voices import MIN_SUPPORT, SUPPORT_SHARE, count_voices, voice_features
 from ..data.corpus import FRAME, WINDOW
 from ..data.mixing import pick_noise, rms, set_loudness
 from ..data.rooms import RIR_LENGTH, SOURCES
@@ -43,7 +43,9 @@ REGULARISATION = 1e-3  # added to the within-speaker scatter, times its mean eig
 CROP_CONDITIONS = ("dry", "room", "noise", "room+noise")
 SNR_DB = (5.0, 20.0)
 LEVEL_DBFS = (-40.0, -20.0)
-THRESHOLDS = tuple(round(0.6 + 0.025 * i, 3) for i in range(15))  # 0.60 .. 0.95
+THRESHOLDS = tuple(round(0.6 + 0.025 * i, 3) for i in range(13))  # 0.60 .. 0.90
+INTERLEAVES = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1e9)  # 1e9: groups are never joined
+SETTINGS = tuple((t, i) for t in THRESHOLDS for i in INTERLEAVES)  # (threshold, interleave), as the grid's rows
 TUNE_CONDITIONS = ("dry", "rooms")
 
 
@@ -110,7 +112,7 @@ def training_crops(mixer, rng: np.random.Generator, crops: int, rooms: np.ndarra
 
 def tuning_readings(config: Config, network, mean: np.ndarray, matrix: np.ndarray, scenes: int, singles: int,
                     seed: int) -> dict[str, tuple[list[int], np.ndarray]]:
-    """condition -> (truths, readings [scenes, thresholds]) over train and validation speakers' scenes."""
+    """condition -> (truths, readings [scenes, SETTINGS]) over train and validation speakers' scenes."""
     counter = load_counter(config.model.path, vad=config.model.vad, vad_threshold=config.model.vad_threshold,
                            runtime="onnx")
     out = {}
@@ -123,37 +125,37 @@ def tuning_readings(config: Config, network, mean: np.ndarray, matrix: np.ndarra
                 times, windows = heard_windows(counter, scene)
                 recent = times > scene.seconds - HORIZON_S
                 voiceprints = project(embed_raw(network, windows[recent]), mean, matrix)
-                support = max(MIN_SUPPORT, SUPPORT_SHARE * len(voiceprints))
                 truths.append(scene.truth)
-                readings.append([count_clusters(voiceprints, t, support) for t in THRESHOLDS])
+                readings.append([count_voices(voiceprints, times[recent], t, i) for t, i in SETTINGS])
         out[condition] = (truths, np.array(readings))
     return out
 
 
 def score_grid(readings: dict[str, tuple[list[int], np.ndarray]]) -> list[dict]:
-    """Every threshold's +-1 share, MAE and single-talker share per condition."""
+    """Every setting's +-1 share, MAE and single-talker share per condition."""
     grid = []
-    for k, threshold in enumerate(THRESHOLDS):
+    for k, (threshold, interleave) in enumerate(SETTINGS):
         scores = {c: score_readings(truths, r[:, k]) for c, (truths, r) in readings.items()}
-        grid.append({"threshold": threshold,
+        grid.append({"threshold": threshold, "interleave": interleave,
                      **{c: {f: s[f] for f in ("within_1", "mae", "single_reads_1")} for c, s in scores.items()}})
     return grid
 
 
-def choose_threshold(grid: list[dict]) -> float:
-    """The threshold that meets most of the issue's bars on the tuning scenes; among those, the best mean
-    of the +-1 and single-talker shares. (No threshold meets them all: a lower one splits a lone voice,
-    a higher one merges a crowd, so asking single talkers for 95 % first gave up the crowds.)"""
+def choose_setting(grid: list[dict]) -> tuple[float, float]:
+    """The (threshold, interleave) that meets most of the issue's bars on the tuning scenes; among those,
+    the best mean of the +-1 and single-talker shares. (Without joining interleaved groups no threshold
+    met them all: a lower one split a lone voice, a higher one merged a crowd.)"""
     def merit(row: dict) -> tuple[int, float]:
         conditions = [c for c in row if c in BARS]
         met = sum(v["met"] for c in conditions for v in verdicts(c, row[c]).values())
         return met, float(np.mean([row[c][f] for c in conditions for f in ("within_1", "single_reads_1")]))
-    return max(grid, key=merit)["threshold"]
+    best = max(grid, key=merit)
+    return best["threshold"], best["interleave"]
 
 
-def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, scenes: int = 44, singles: int = 16,
+def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, scenes: int = 44, singles: int = 20,
                    seed: int = 0, progress: Callable[[str], None] = print) -> dict:
-    """Fit the LDA, choose the threshold, write `out`; returns the fit's record."""
+    """Fit the LDA, choose the clustering's settings, write `out`; returns the fit's record."""
     torch.set_num_threads(1)
     started = time.process_time()
     network = ge2e_network(resemblyzer_weights())
@@ -164,21 +166,21 @@ def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, s
     mean, matrix = fit_lda(raw, labels, DIMENSIONS)
     progress(f"LDA: {len(set(labels))} train speakers x {crops} crops, {time.process_time() - started:.0f} CPU s")
     grid = score_grid(tuning_readings(config, network, mean, matrix, scenes, singles, seed))
-    threshold = choose_threshold(grid)
+    threshold, interleave = choose_setting(grid)
     fit = {
         "method": f"LDA-{DIMENSIONS} of raw GE2E voiceprints, within-speaker scatter + {REGULARISATION} x its mean "
                   "eigenvalue (lab/voices/projection.py)",
-        "dimensions": DIMENSIONS, "threshold": threshold,
+        "dimensions": DIMENSIONS, "threshold": threshold, "interleave": interleave,
         "speakers": f"{len(set(labels))} train speakers x {crops} crops of 1 s, each {' / '.join(CROP_CONDITIONS)} "
                     f"(rooms: first half of the {mixer.bank.rooms}-room bank; noise: training empty-room "
                     f"recordings at {SNR_DB[0]:g}-{SNR_DB[1]:g} dB SNR), {LEVEL_DBFS[0]:g}..{LEVEL_DBFS[1]:g} dBFS",
         "threshold_choice": f"{scenes} scenes of 2-12 talkers + {singles} single talkers per condition "
                             f"({', '.join(TUNE_CONDITIONS)}), half train and half validation speakers, through the "
-                            f"shipped counter; the threshold meeting most of the issue's bars there, then the best mean of "
-                            f"+-1 and single-talker shares (support max({MIN_SUPPORT}, {SUPPORT_SHARE}))",
+                            f"shipped counter; the threshold and interleave meeting most of the issue's bars "
+                            f"there, then the best mean of +-1 and single-talker shares (support max({MIN_SUPPORT}, {SUPPORT_SHARE}))",
         "grid": grid, "seed": seed, "date": datetime.now(UTC).date().isoformat(),
         "cpu_s": round(time.process_time() - started),
     }
     save_file({"mean": mean, "matrix": np.ascontiguousarray(matrix)}, str(out), metadata={"fit": json.dumps(fit)})
-    progress(f"threshold {threshold}; written: {out} ({fit['cpu_s']} CPU s)")
+    progress(f"threshold {threshold}, interleave {interleave}; written: {out} ({fit['cpu_s']} CPU s)")
     return fit
