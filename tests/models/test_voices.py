@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from occupancy.errors import ModelError
-from occupancy.models.voices import (MIN_SUPPORT, RECOUNT_EVERY_S, DistinctVoices, VoiceEncoder, cluster_labels,
-                                     count_voices, merge_interleaved, voice_features)
+from occupancy.models.voices import (MIN_SUPPORT, RECOUNT_EVERY_S, VOICES_MODEL, DistinctVoices, VoiceEncoder,
+                                     cluster_labels, count_voices, merge_interleaved, voice_features)
 from occupancy.sample import load_truth, sample_windows
 
 
@@ -143,3 +143,21 @@ def test_the_voices_stage_never_imports_torch():
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_shipped_voices_model_was_built_from_the_committed_projection(encoder):
+    """`occupancy export --voices` was run after the last fit: the file names the projection's sha256 and
+    carries its clustering settings."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    projection = Path(__file__).resolve().parents[2] / "models" / "voices-projection.safetensors"
+    assert encoder.settings["projection_sha256"] == hashlib.sha256(projection.read_bytes()).hexdigest(), \
+        "run `occupancy export --voices`"
+    with safe_open(str(projection), framework="numpy") as fh:
+        fit = json.loads(fh.metadata()["fit"])
+    assert (encoder.threshold, encoder.interleave) == (fit["threshold"], fit["interleave"])
+    assert "Apache License" in (VOICES_MODEL.parent / "RESEMBLYZER_LICENSE").read_text()
