@@ -47,5 +47,7 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
     assert bench["ratios_m5_over_default"]["replay.x_realtime"] > 0
     assert 0 < bench["program"]["help_s"] < 5 and 50 < bench["program"]["venue_install_mb"] < 1000
     targets = {key for key, _, target, _ in TABLE if target is not None}
+    if not (REPO.parent / "shared" / "data").is_dir():  # a user's clone: no test mixtures to compare on
+        targets.discard("same_as_pytorch.test mixtures")
     assert set(bench["targets"]) == targets
     assert all(isinstance(t["met"], bool) for t in bench["targets"].values())
