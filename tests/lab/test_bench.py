@@ -34,6 +34,7 @@ def test_quick_benchmark_script_measures_both_models(tmp_path):
             assert figures[part]["batched_windows_per_s"] > 0
             assert 0 < figures[part]["latency_p50_ms"] <= figures[part]["latency_p99_ms"]
         assert figures["replay"]["windows_logged"] == 90  # the whole sample, through the SQLite log
+        assert figures["replay_voices"]["windows_logged"] == 90  # the same, as `replay --voices`
         # --duration 3 of the quick mode from the ALSA file device, which runs faster than real time: the
         # monitor keeps what the wall clock allows (1.1 s a second), so 2 whole windows
         assert 2 <= figures["monitor"]["windows_logged"] <= 3
