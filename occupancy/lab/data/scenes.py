@@ -84,11 +84,11 @@ def make_scene(mixer: Mixer, rng: np.random.Generator, seconds: int, talkers: in
     start, last = int(rng.integers(0, WINDOW // FRAME)) * FRAME, -1  # up to a second of room before anyone speaks
     while start < n:
         who = _next_talker(rng, talkers, last)
-        length = _say(mixer, rng, people[who], gains_db[who], tracks[who], active[who], start, TURN_SECONDS)
+        length = say(mixer, rng, people[who], gains_db[who], tracks[who], active[who], start, TURN_SECONDS)
         if talkers > 1 and rng.random() < BACKCHANNEL_SHARE and length > WINDOW:
             other = _next_talker(rng, talkers, who)
             at = start + int(rng.integers(0, length - WINDOW // 2)) // FRAME * FRAME
-            _say(mixer, rng, people[other], gains_db[other], tracks[other], active[other], at, BACKCHANNEL_SECONDS)
+            say(mixer, rng, people[other], gains_db[other], tracks[other], active[other], at, BACKCHANNEL_SECONDS)
         start += length + _gap(rng, length)
         last = who
     room = -1
@@ -138,7 +138,7 @@ def _next_talker(rng: np.random.Generator, talkers: int, last: int) -> int:
     return int(others[rng.integers(len(others))])
 
 
-def _say(mixer: Mixer, rng: np.random.Generator, speaker: Speaker, gain_db: float, track: np.ndarray,
+def say(mixer: Mixer, rng: np.random.Generator, speaker: Speaker, gain_db: float, track: np.ndarray,
          active: np.ndarray, start: int, seconds: tuple[float, float]) -> int:
     """Add a stretch of `speaker`'s speech to `track` at `start` (a frame boundary); returns its length.
 

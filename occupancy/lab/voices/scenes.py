@@ -5,7 +5,7 @@ horizon, so these last 5-10 min (a talker alone: 5 min). Turns are lognormal (me
 shares Dirichlet(3) so some talkers say little, and between turns there is a pause, a short gap or an
 overlap. Each talker keeps their own level and, in a room, their own position; a turn varies by
 +-2 dB. Every talker speaks (by the corpus' activity rule) at least MIN_SPOKEN_S within the last
-horizon, so the truth is K. Speech comes from lab/data's speakers, audio cache and `_say`.
+horizon, so the truth is K. Speech comes from lab/data's speakers, audio cache and `say`.
 
 Silence in a venue is room sound, so even `dry` and `rooms` lie over a real empty-room recording
 35-45 dB below the speech; `noisy` puts one 5-20 dB below. The room bank is the project's: test
@@ -23,7 +23,7 @@ import scipy.signal
 from ..data.corpus import FRAME, WINDOW, DataError, Speaker
 from ..data.mixing import Mixer, pick_noise, rms, set_loudness
 from ..data.rooms import SOURCES, RirBank
-from ..data.scenes import _say
+from ..data.scenes import say
 
 CONDITIONS = ("dry", "rooms", "noisy")
 HORIZON_S = 300
@@ -120,7 +120,7 @@ def _render(mixer: Mixer, rng: np.random.Generator, people: list[Speaker], gains
         at, stop = int(start * WINDOW) // FRAME * FRAME, int(end * WINDOW) // FRAME * FRAME
         while stop - at >= WINDOW // 4:  # utterances are short: a long turn strings several together
             wanted = (stop - at) / WINDOW
-            at += _say(mixer, rng, people[who], gain, tracks[who], active[who], at, (wanted, wanted))
+            at += say(mixer, rng, people[who], gain, tracks[who], active[who], at, (wanted, wanted))
     return tracks, active, len(turns)
 
 
