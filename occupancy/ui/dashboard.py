@@ -303,11 +303,12 @@ class ReportScreen(Screen):
         table = self.query_one(DataTable)
         sexed = any(hour["mean_women"] is not None for hour in self.hours)
         voiced = any(hour["peak_distinct_voices"] is not None for hour in self.hours)
-        table.add_columns(*self.COLUMNS, *(("women", "men") if sexed else ()), *(("voices", "voices peak") if voiced else ()))
+        table.add_columns(*self.COLUMNS, *(("women", "men") if sexed else ()),
+                          *(("voices", "voices peak") if voiced else ()))
         for hour in reversed(self.hours):
             estimate = (hour["mean_women"], hour["mean_men"]) if sexed else ()
-            mean, peak = hour["mean_distinct_voices"], hour["peak_distinct_voices"]
-            voices = ("-", "-") if mean is None else (f"{mean:.1f}", str(peak))
+            voices_mean, voices_peak = hour["mean_distinct_voices"], hour["peak_distinct_voices"]
+            voices = ("-", "-") if voices_mean is None else (f"{voices_mean:.1f}", str(voices_peak))
             table.add_row(
                 hour["period"] + (" (short)" if hour["low_coverage"] else ""),
                 f"{hour['minutes_covered']:.1f}",
