@@ -263,7 +263,7 @@ def _add_export(subparsers) -> None:
                    help="rebuild the shipped distinct-voices model (occupancy/models/shipped/voices.onnx) from "
                         "Resemblyzer's weights (pip install --no-deps resemblyzer==0.1.4) and the projection")
     p.add_argument("--fit", action="store_true", help="with --voices: first refit the projection "
-                                                      "(models/voices-projection.safetensors; about 10 CPU minutes)")
+                                                      "(models/voices-projection.safetensors; about 30 CPU minutes)")
     p.add_argument("--crops", type=_count, default=40, metavar="N", help="with --fit: crops per train speaker "
                                                                          "(default: %(default)s)")
     p.add_argument("--model", metavar="PATH", help="model weights (default: model.path, else the shipped counter)")

@@ -128,9 +128,13 @@ def merge_interleaved(labels: np.ndarray, times: np.ndarray, interleave: float) 
 
     One person's voice scatters: some of their seconds sound unlike the rest and form a group of their
     own, but those seconds sit between the person's other seconds, inside the same turns. Two people
-    meet only where one hands over to the other. So two groups are joined, the most alternating pair
-    first, while the seconds next to each other (at most NEXT_S apart) that fall one in each group
-    number at least `interleave` times the smaller group's size. `times` ascend.
+    meet only where one hands over to the other. A one-voice second's neighbours are the one-voice
+    seconds at most NEXT_S before and after it. Two groups are joined, the most alternating pair first,
+    while the neighbours they find in each other are at least `interleave` of all the neighbours of
+    whichever of the two has fewer. Asking about neighbours, not about every second of a group, matters
+    in a reverberant room: the counter hears many seconds there as two voices, so a scattered group's
+    seconds often have no one-voice neighbour at all. People who take turns of L one-voice seconds find
+    at most about 1/L of their neighbours in each other. `times` ascend.
     """
     labels = np.array(labels)
     if len(labels) < 2:
@@ -138,14 +142,14 @@ def merge_interleaved(labels: np.ndarray, times: np.ndarray, interleave: float) 
     before = np.flatnonzero(np.diff(times) <= NEXT_S)
     while True:
         groups = int(labels.max()) + 1
-        links = np.zeros((groups, groups))
-        np.add.at(links, (labels[before], labels[before + 1]), 1.0)
-        links += links.T
-        np.fill_diagonal(links, 0.0)
-        size = np.bincount(labels, minlength=groups)
-        ratio = links / np.maximum(np.minimum.outer(size, size), 1)
+        pairs = np.zeros((groups, groups))
+        np.add.at(pairs, (labels[before], labels[before + 1]), 1.0)
+        pairs += pairs.T  # [g, h]: neighbours g's seconds find in h's (a pair inside g counts twice)
+        neighbours = pairs.sum(axis=1)
+        np.fill_diagonal(pairs, 0.0)
+        ratio = pairs / np.maximum(np.minimum.outer(neighbours, neighbours), 1)
         i, j = np.unravel_index(int(ratio.argmax()), ratio.shape)
-        if ratio[i, j] < interleave or links[i, j] == 0:
+        if ratio[i, j] < interleave or pairs[i, j] == 0:
             return labels
         labels[labels == j] = i
 

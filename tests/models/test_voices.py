@@ -44,14 +44,32 @@ def test_groups_that_alternate_within_turns_are_one_voice_and_turn_takers_are_tw
     """A voice whose seconds fall into two groups in turn is joined; two people who hand over to each
     other a few times are not."""
     scattered = np.array([0, 1] * 10)  # one talker, 20 seconds in a row, alternating between two groups
-    assert len(set(merge_interleaved(scattered, np.arange(20.0), 0.5))) == 1
-    turns = np.repeat([0, 1] * 4, 5)  # two talkers, turns of 5 s: 7 handovers for groups of 20
-    assert len(set(merge_interleaved(turns, np.arange(40.0), 0.5))) == 2
+    assert len(set(merge_interleaved(scattered, np.arange(20.0), 0.25))) == 1
+    turns = np.repeat([0, 1] * 4, 5)  # two talkers, turns of 5 s: 7 of each one's 39 neighbours are the other's
+    assert len(set(merge_interleaved(turns, np.arange(40.0), 0.25))) == 2
+    assert len(set(merge_interleaved(turns, np.arange(40.0), 0.15))) == 1  # a lower bar joins them
     apart = np.array([0, 1] * 10)  # the same alternation, but seconds 3 s apart: never next to each other
-    assert len(set(merge_interleaved(apart, np.arange(20.0) * 3, 0.5))) == 2
+    assert len(set(merge_interleaved(apart, np.arange(20.0) * 3, 0.25))) == 2
     x = np.repeat(np.eye(3), 6, axis=0)  # three orthogonal voices of 6 seconds, heard far apart
-    assert count_voices(x, np.arange(18.0) * 5, 0.5, 0.5) == 3
-    assert count_voices(x[:MIN_SUPPORT - 1], np.arange(MIN_SUPPORT - 1.0), 0.5, 0.5) == 0  # too few seconds
+    assert count_voices(x, np.arange(18.0) * 5, 0.5, 0.25) == 3
+    assert count_voices(x[:MIN_SUPPORT - 1], np.arange(MIN_SUPPORT - 1.0), 0.5, 0.25) == 0  # too few seconds
+
+
+def test_a_scattered_group_is_judged_by_the_neighbours_it_has():
+    """In a reverberant room most of a scattered group's seconds have no one-voice neighbour (the counter
+    heard the seconds around them as two voices); the few that do sit next to the main voice's seconds.
+    A second talker's seconds, isolated ones aside, have their own seconds as neighbours."""
+    def heard(second_talker_run: int) -> tuple[np.ndarray, np.ndarray]:
+        times, labels = [], []
+        for turn in range(10):  # 5 s of the main group, then `second_talker_run` seconds of the other
+            times += [20.0 * turn + k for k in range(5 + second_talker_run)]
+            labels += [0] * 5 + [1] * second_talker_run
+        times += [200.0 + 3 * k for k in range(40)]  # forty seconds of the other alone, between miscounted ones
+        labels += [1] * 40
+        return np.array(labels), np.array(times)
+
+    assert len(set(merge_interleaved(*heard(1), 0.25))) == 1  # 50 stray seconds: all their 10 neighbours are main's
+    assert len(set(merge_interleaved(*heard(5), 0.25))) == 2  # 10 of the second talker's 90 neighbours
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchaudio") is None, reason="the reference front end is torchaudio's")

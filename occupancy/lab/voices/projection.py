@@ -44,12 +44,11 @@ CROP_CONDITIONS = ("dry", "room", "noise", "room+noise")
 SNR_DB = (5.0, 20.0)
 LEVEL_DBFS = (-40.0, -20.0)
 THRESHOLDS = tuple(round(0.6 + 0.025 * i, 3) for i in range(13))  # 0.60 .. 0.90
-INTERLEAVES = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1e9)  # 1e9: groups are never joined
-# Two people who take turns of 4 s or more meet at most twice per 4 s of the smaller one's speech
-# (0.5): joining must ask for at least that. 0.4 did best on our first tuning scenes, whose turns are
-# drawn, but joined all four talkers of the real conversation in ../shared/data/real (turns of 3-9 s,
-# 0.4 there) into one.
-LEAST_INTERLEAVE = 0.5
+INTERLEAVES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 1e9)  # 1e9: groups are never joined
+# Two people who take turns of L one-voice seconds find at most about 1/L of their neighbours in each
+# other (merge_interleaved), so joining must ask for at least 0.25 to keep turns of 4 s apart. 0.2
+# joins all four talkers of the real conversation in ../shared/data/real (turns of 3-9 s) into one.
+LEAST_INTERLEAVE = 0.25
 SETTINGS = tuple((t, i) for t in THRESHOLDS for i in INTERLEAVES)  # (threshold, interleave), as the grid's rows
 TUNE_CONDITIONS = ("dry", "rooms")
 
@@ -160,7 +159,7 @@ def choose_setting(grid: list[dict]) -> tuple[float, float]:
     return best["threshold"], best["interleave"]
 
 
-def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, scenes: int = 44, singles: int = 60,
+def fit_projection(config: Config, out: Path = PROJECTION, *, crops: int = 40, scenes: int = 176, singles: int = 120,
                    seed: int = 0, progress: Callable[[str], None] = print) -> dict:
     """Fit the LDA, choose the clustering's settings, write `out`; returns the fit's record."""
     torch.set_num_threads(1)
