@@ -13,7 +13,7 @@ runs     one row per `monitor`/`replay` session
   id INTEGER PK, started_utc TEXT, stopped_utc TEXT (NULL while running or if killed),
   source TEXT ('microphone' | 'replay' | 'demo'), device TEXT (input device name or file names),
   model TEXT, compute TEXT ('cpu' | 'cuda'), hop_s REAL,
-  windows INTEGER (windows logged), overflows INTEGER (input overflows PortAudio reported),
+  windows INTEGER (its windows the log holds: `replay --replace` lowers it), overflows INTEGER (input overflows PortAudio reported),
   dropped INTEGER (audio blocks dropped because the queue was full, or because the input ran more than
   a window ahead of the wall clock), restarts INTEGER (stream errors recovered by reopening the
   device). Counters are updated with every batch.
@@ -59,7 +59,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -411,10 +411,13 @@ def _refuse_logged(db: Database, spans: Iterable[Span], besides: int | None, rem
 
 
 def _delete_logged(db: Database, spans: Iterable[Span]) -> None:
-    """Delete what earlier runs logged in `spans` (replay --replace) and rebuild those hours."""
+    """Delete what earlier runs logged in `spans` (replay --replace), lower those runs' window counts so
+    that each still says how many of the log's windows it logged, and rebuild those hours."""
     rows = [row for start, end in spans for row in _logged_in(db, start, end, None)]
     if rows:
         db.conn.executemany("DELETE FROM events WHERE id = ?", [(row["id"],) for row in rows])
+        deleted = Counter(row["run_id"] for row in rows)
+        db.conn.executemany("UPDATE runs SET windows = windows - ? WHERE id = ?", [(n, run) for run, n in deleted.items()])
         _refresh_hours(db, {hour_start(datetime.fromisoformat(row["start_utc"])) for row in rows})
         log.info("replacing %d windows logged by run %s", len(rows), ", ".join(sorted({str(r["run_id"]) for r in rows})))
 
