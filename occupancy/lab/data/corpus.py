@@ -33,7 +33,8 @@ class DataError(OccupancyError):
 
 @dataclass(frozen=True)
 class Speaker:
-    """One talker: `id` is '<corpus folder>/<speaker>', unique across corpora; sex is 'F' or 'M'."""
+    """One talker: `id` is '<corpus folder>/<speaker>', unique across corpora; sex is 'F' or 'M', or '?'
+    for a real voice of unknown sex (read_voices)."""
 
     id: str
     sex: str
@@ -113,6 +114,24 @@ def _read_speechocean(root: Path) -> list[Speaker]:
     if not speakers:
         raise DataError(f"{root}: no speaker folders WAVE/SPEAKER<id>/")
     return speakers
+
+
+def read_voices(folders: list[str]) -> list[Speaker]:
+    """Recordings of one real voice each, without speaker labels (the Picovoice sets): every file is
+    its own talker of unknown sex ('?'), id '<folder>/<path below it>'. Two files may hold one person,
+    so mixtures never put two of them together (Mixer). A folder that is not there is left out with
+    a warning: the voices widen training and testing, the corpora alone can train."""
+    found = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            log.warning("%s: voices folder not found (data.voices): left out", folder)
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in _AUDIO_SUFFIXES):
+            below = path.relative_to(folder).with_suffix("").as_posix()
+            found.append(Speaker(f"{folder.name}/{below}", "?", str(path.parent), path.name))
+        if not found or not found[-1].id.startswith(f"{folder.name}/"):
+            raise DataError(f"{folder}: no recordings (*.flac, *.wav) in this voices folder")
+    return found
 
 
 @dataclass(frozen=True)

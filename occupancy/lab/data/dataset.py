@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .corpus import DataError
-from .mixing import RECIPES, Mixer
+from .mixing import RECIPES, SNR_DB, Mixer
 from .scenes import scene_example
 from .rooms import rir_bank
 from .splits import SPLITS, Splits
@@ -29,6 +29,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         fresh: bool = True,
         reverb_share: float = 0.5,
         max_speakers: int = 3,
+        real_voice_share: float = 0.0,
+        snr_db: tuple[float, float] = SNR_DB,
     ):
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r} (choose {', '.join(SPLITS)})")
@@ -41,7 +43,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.split, self.recipe, self.length = split, recipe, length
         self.seed, self.fresh, self.max_speakers = seed, fresh, max_speakers
         self.epoch = 0
-        self.mixer = Mixer(splits, split, max_speakers, reverb_share)
+        self.mixer = Mixer(splits, split, max_speakers, reverb_share, real_voice_share, snr_db)
         if recipe in ("realistic", "scenes") and reverb_share > 0:
             # Loaded here, before DataLoader workers fork, so they share one copy.
             self.mixer.bank = rir_bank(splits.config.rir_rooms)
@@ -81,5 +83,9 @@ class MixtureDataset(torch.utils.data.Dataset):
         return self.example(index)[1]
 
     def __getitem__(self, index: int) -> dict:
+        """The example as tensors, its counts capped at max_speakers (the top class is "that many or
+        more": a scene's second may hold more talkers than the classes name)."""
         audio, meta = self.example(index)
-        return {"audio": torch.from_numpy(audio), "count": meta["Speakers"], "females": meta["F"], "males": meta["M"]}
+        top = self.max_speakers
+        return {"audio": torch.from_numpy(audio), "count": min(meta["Speakers"], top),
+                "females": min(meta["F"], top), "males": min(meta["M"], top)}

@@ -48,8 +48,12 @@ def coloured_noise(rng: np.random.Generator, alpha: float) -> np.ndarray:
 class Mixer:
     """Makes examples for one split; uses the process's audio cache and keeps room spectra."""
 
-    def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float):
+    def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float,
+                 real_voice_share: float = 0.0, snr_db: tuple[float, float] = SNR_DB):
         self.speakers = splits.speakers[split]
+        self.real_voices = splits.voices[split] if real_voice_share > 0 else []
+        self.real_voice_share = real_voice_share
+        self.snr_db = snr_db
         self.by_sex = {sex: splits.by_sex(split, sex) for sex in ("F", "M")}
         self.noise = _by_folder(splits.noise_of(split))
         self.empty_room = _by_folder([n for n in splits.noise_of(split) if n.empty_room])
@@ -71,7 +75,7 @@ class Mixer:
         of them decodes the corpus again every epoch; with it they all start from the parent's copy.
         """
         self.open_cache()
-        for speaker in self.speakers:
+        for speaker in (*self.speakers, *self.real_voices):
             for path in speaker.files():
                 self.cache.get(path, speech=True)
         for group in self.noise:
@@ -113,14 +117,21 @@ class Mixer:
             speakers, "paper", files=files, offsets=offsets, gains_db=gains, loudness_dbfs=round(_db(rms(audio)), 2)
         )
 
+    def uses_real_voice(self, rng: np.random.Generator) -> bool:
+        """Whether the next mixture or scene puts one real voice (data.voices) among its talkers: in
+        `real_voice_share` of them (no draw at all when the share is 0, so other recipes stay as they were)."""
+        return bool(self.real_voices) and rng.random() < self.real_voice_share
+
     def _realistic(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, dict]:
+        # One voice may be a real recording from many microphones (at most one: its speaker is unknown).
+        voices = [self._real_voice(rng)] if self.uses_real_voice(rng) else []
+        sexed = count - len(voices)
         # Every sex composition equally likely, among those a small split can provide.
-        low, high = max(0, count - len(self.by_sex["M"])), min(count, len(self.by_sex["F"]))
+        low, high = max(0, sexed - len(self.by_sex["M"])), min(sexed, len(self.by_sex["F"]))
         if low > high:
             raise DataError(f"this split has {len(self.speakers)} speakers, too few for {count} voices")
         females = int(rng.integers(low, high + 1))
-        sexes = rng.permutation(["F"] * females + ["M"] * (count - females))
-        voices = []
+        sexes = rng.permutation(["F"] * females + ["M"] * (sexed - females))
         for sex in sexes:
             voices.append(self._voice(rng, sex, [v[0] for v in voices]))
         speakers, files, offsets, clips = (list(column) for column in zip(*voices))
@@ -138,7 +149,7 @@ class Mixer:
                 crop = clip.crop(offset)
                 speech += crop * np.float32(10 ** (gain / 20) / rms(crop))
         background, noise_meta = self._background(rng, real=rng.random() < REAL_NOISE_SHARE)
-        snr = float(rng.uniform(*SNR_DB))
+        snr = float(rng.uniform(*self.snr_db))
         mix = speech + background * np.float32(rms(speech) / 10 ** (snr / 20))
         audio, loudness = set_loudness(mix, rng.uniform(*SPEECH_LOUDNESS_DBFS))
         return audio, meta_row(
@@ -155,9 +166,13 @@ class Mixer:
             loudness_dbfs=round(loudness, 2),
         )
 
-    def _voice(self, rng: np.random.Generator, sex: str, taken: list[Speaker]):
-        """A speaker of this sex not yet in the mixture and a 1-s crop in which they speak."""
-        candidates = self.by_sex[sex]
+    def _real_voice(self, rng: np.random.Generator):
+        """A real single-voice recording (data.voices) and a 1-s crop in which it speaks."""
+        return self._voice(rng, "?", [], self.real_voices)
+
+    def _voice(self, rng: np.random.Generator, sex: str, taken: list[Speaker], candidates: list[Speaker] | None = None):
+        """A speaker of this sex (or of `candidates`) not yet in the mixture and a 1-s crop in which they speak."""
+        candidates = self.by_sex[sex] if candidates is None else candidates
         for _ in range(_TRIES):
             speaker = candidates[rng.integers(len(candidates))]
             names = speaker.files()

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.signal
 
 from .corpus import FRAME, MIN_ACTIVE, WINDOW, DataError, Speaker
-from .mixing import (REAL_NOISE_SHARE, SNR_DB, SPEECH_LOUDNESS_DBFS, VOICE_GAIN_DB, Mixer, coloured_noise, meta_row,
+from .mixing import (REAL_NOISE_SHARE, SPEECH_LOUDNESS_DBFS, VOICE_GAIN_DB, Mixer, coloured_noise, meta_row,
                      pick_noise, rms, set_loudness)
 from .rooms import SOURCES
 
@@ -100,7 +100,7 @@ def make_scene(mixer: Mixer, rng: np.random.Generator, seconds: int, talkers: in
         speech = tracks.sum(axis=0)
     spoken = np.repeat(active.any(axis=0), FRAME)
     background, noise_meta = _background(mixer, rng, n)
-    snr = float(rng.uniform(*SNR_DB))
+    snr = float(rng.uniform(*mixer.snr_db))
     level = rms(speech[spoken[: len(speech)]]) if spoken.any() else 1.0
     audio, _ = set_loudness(speech + background * np.float32(level / 10 ** (snr / 20)),
                                     rng.uniform(*SPEECH_LOUDNESS_DBFS))
@@ -122,11 +122,15 @@ def window_counts(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _talkers(mixer: Mixer, rng: np.random.Generator, talkers: int) -> list[Speaker]:
-    """Distinct speakers with something to say, any mix of sexes."""
+    """Distinct speakers with something to say, any mix of sexes; in the mixer's real-voice share of
+    scenes one of them is a real recording (data.voices) instead."""
     usable = [s for s in mixer.speakers if s.files()]
     if talkers > len(usable):
         raise DataError(f"this split has {len(usable)} speakers, too few for a scene of {talkers}")
-    return [usable[i] for i in rng.choice(len(usable), size=talkers, replace=False)]
+    people = [usable[i] for i in rng.choice(len(usable), size=talkers, replace=False)]
+    if mixer.uses_real_voice(rng):
+        people[0] = mixer.real_voices[rng.integers(len(mixer.real_voices))]
+    return people
 
 
 def _next_talker(rng: np.random.Generator, talkers: int, last: int) -> int:

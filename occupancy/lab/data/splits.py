@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ...config import DataConfig
-from .corpus import DataError, NoiseFile, Speaker, read_corpus, read_noise
+from .corpus import DataError, NoiseFile, Speaker, read_corpus, read_noise, read_voices
 
 SPLITS = ("train", "validation", "test")
 FRACTIONS = {"validation": 0.1, "test": 0.1}  # train takes the rest
 NOISE_TEST_FRACTION = 0.25  # of each noise folder's files, never mixed into training or validation
+VOICES_FRACTIONS = {"validation": 0.1, "test": 0.25}  # of each real-voices folder's files (data.voices)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Splits:
     speakers: dict[str, list[Speaker]]
     noise: list[NoiseFile] = field(default_factory=list)
     test_noise: list[NoiseFile] = field(default_factory=list)
+    voices: dict[str, list[Speaker]] = field(default_factory=lambda: {name: [] for name in SPLITS})
 
     def by_sex(self, split: str, sex: str) -> list[Speaker]:
         return [s for s in self.speakers[split] if s.sex == sex]
@@ -48,6 +50,7 @@ class Splits:
             "splits": {name: [asdict(s) for s in spk] for name, spk in self.speakers.items()},
             "noise": [asdict(n) for n in self.noise],
             "test_noise": [asdict(n) for n in self.test_noise],
+            "voices": {name: [v.id for v in group] for name, group in self.voices.items()},
         }
 
     def save(self, path: str | Path) -> None:
@@ -87,6 +90,24 @@ def split_noise(noise: list[NoiseFile], seed: int) -> tuple[list[NoiseFile], lis
     return train, test
 
 
+def split_voices(voices: list[Speaker], seed: int) -> dict[str, list[Speaker]]:
+    """Real single voices dealt out by file, folder by folder, in VOICES_FRACTIONS. Their speakers are
+    unknown, so one person may be heard in two splits: the held-out files are new recordings and
+    microphones, not surely new people."""
+    out: dict[str, list[Speaker]] = {name: [] for name in SPLITS}
+    groups: dict[str, list[Speaker]] = {}
+    for voice in sorted(voices, key=lambda v: v.id):
+        groups.setdefault(voice.folder, []).append(voice)
+    rng = np.random.default_rng(seed)
+    for key in sorted(groups):
+        group = [groups[key][i] for i in rng.permutation(len(groups[key]))]
+        n_val, n_test = (round(len(group) * VOICES_FRACTIONS[name]) for name in ("validation", "test"))
+        out["validation"] += group[:n_val]
+        out["test"] += group[n_val:n_val + n_test]
+        out["train"] += group[n_val + n_test:]
+    return out
+
+
 def load_splits(config: DataConfig) -> Splits:
     """Index the configured corpora and noise folders (lazily) and split their speakers."""
     if not config.corpora:
@@ -95,7 +116,8 @@ def load_splits(config: DataConfig) -> Splits:
     ids = [s.id for s in speakers]
     if len(set(ids)) != len(ids):
         raise DataError("two corpora share a folder name, so speaker ids collide: rename one folder")
-    splits = Splits(config, split_speakers(speakers, config.seed), *split_noise(read_noise(list(config.noise)), config.seed))
+    splits = Splits(config, split_speakers(speakers, config.seed), *split_noise(read_noise(list(config.noise)), config.seed),
+                    split_voices(read_voices(list(config.voices)), config.seed))
     for name, group in splits.speakers.items():
         if not {s.sex for s in group} >= {"F", "M"}:
             raise DataError(f"too few speakers: the {name} split needs at least one woman and one man")
