@@ -9,10 +9,12 @@ over the log the headless service writes, reading it only (ui/follow.py): `q` le
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from ..config import Config, override
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 
 MIN_SECONDS = 6  # two seconds for each third
 
@@ -85,6 +87,9 @@ def run_check(args, config: Config) -> int:
 def run_watch(args, config: Config) -> int:
     from ..ui.dashboard import watch_log
 
+    db_path = Path(os.path.expanduser(str(args.db or config.storage.database)))
+    if not db_path.is_file():
+        raise StorageError(f"{db_path}: no occupancy log yet (is the service running? it creates the log on start)")
     if not sys.stdout.isatty():
         raise ConfigError("dashboard: needs a terminal (for reports from a script, use `occupancy report`)")
-    return watch_log(args.db or config.storage.database, config)
+    return watch_log(db_path, config)
