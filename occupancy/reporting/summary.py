@@ -1,5 +1,6 @@
 """The log summarised: measures per period (hour, weekday-hour, day), weekdays compared, gaps and
-capacity alerts, gathered into one Report. What each measure means is in the README ("Reports")."""
+capacity alerts, gathered into one Report. What each measure means is in docs/commands.md ("Reports")
+and the README ("Reading the report")."""
 
 from __future__ import annotations
 

@@ -377,7 +377,7 @@ class OccupancyApp(App):
     #notice { height: auto; background: $warning 30%; color: $text; padding: 0 1; text-style: bold; }
     #notice.hidden { display: none; }
     """
-    # One line at 80 columns; the README ("No microphone?") says what to do.
+    # One line at 80 columns; the README ("Install at a venue") says what to do.
     DEMO_NOTICE = "No microphone: this is a demo replay of the bundled sample, not this room"
 
     def __init__(
@@ -518,9 +518,9 @@ class OccupancyApp(App):
         self.main.query_one("#count", Digits).update(count_label(event.count, top))
         over = limit > 0 and event.smoothed > limit
         lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
-        if event.women is not None:  # model.sex: a rough estimate, see the README
+        if event.women is not None:  # model.sex: a rough estimate, see docs/counter.md
             lines.append(f"women {event.women} · men {event.men}")
-        if event.voices is not None:  # monitor.voices: an estimate, see the README
+        if event.voices is not None:  # monitor.voices: an estimate, see docs/counter.md
             lines.append(f"voices ({self.config.monitor.voices_minutes} min) ≈ {event.voices}")
         self.main.query_one("#smoothed", Static).update(
             Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
