@@ -85,7 +85,8 @@ def _cards(report: Report) -> str:
 
 
 def _period(p: dict) -> str:
-    return f"{p['weekday']} {p['period']}".strip()
+    """The period's label with its weekday ('Fri 2026-11-20 20:00'), unless the label starts with it."""
+    return p["period"] if p["period"].startswith(p["weekday"]) else f"{p['weekday']} {p['period']}"
 
 
 def _busiest(report: Report) -> str:
