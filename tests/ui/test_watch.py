@@ -4,6 +4,7 @@ paced in real time) writes the log while the real app, driven by Pilot, only rea
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,6 +47,8 @@ def windows_logged(db: Path) -> int:
     connection = open_store(db, readonly=True)  # the writer is running: its -wal and -shm are there
     try:
         return connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:  # the writer is still creating its tables
+        return 0
     finally:
         connection.close()
 
@@ -100,6 +103,28 @@ async def test_the_dashboard_follows_the_service_and_q_leaves_it_running(tmp_pat
     assert f"{SECONDS} windows logged" in service.stderr.read()
     # the writer removed its -wal and -shm when it closed; the dashboard left none behind
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("service.db")) == ["service.db"]
+
+
+@needs_model
+async def test_a_service_killed_mid_run_shows_as_a_quiet_log(tmp_path):
+    db = tmp_path / "service.db"
+    service = start_service(tmp_path, db)
+    try:
+        deadline = time.monotonic() + 60
+        while windows_logged(db) < 2:
+            assert service.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        app = OccupancyApp(LogFollower(db), Config(), utc=True, watching=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.received >= 2)
+            service.kill()  # kill -9: its run is never closed
+            service.wait()
+            await until(pilot, lambda: "the log is quiet" in status(app), timeout=QUIET_S + 10)
+            assert "is the service running?" in status(app)
+        app.finish()
+    finally:
+        service.kill()
+        service.wait()
 
 
 async def test_a_log_nothing_writes_is_read_without_leaving_files_beside_it(tmp_path):
