@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,13 +74,13 @@ class CheckResult:
         ]
 
 
-
 def far_heard(far_share: float, far_speech_dbfs: float | None) -> bool:
     """Speech from the far end was heard often enough, and loud enough for the counter."""
     return far_share >= SPEECH_SHARE_MIN and far_speech_dbfs is not None and far_speech_dbfs >= SPEECH_MIN_DBFS
 
 
-def record(device: str | int | None, seconds: int, block_size: int, on_phase=None) -> tuple[np.ndarray, dict[str, int]]:
+def record(device: str | int | None, seconds: int, block_size: int,
+           on_phase: Callable[[int, str], None] | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """`seconds` of 16 kHz mono audio from the input device, and its overflow/drop/restart counters.
     `on_phase(index, text)` is called as each third begins, to tell the installer what to do."""
     blocks: queue.Queue = queue.Queue(maxsize=max(64, seconds * SAMPLE_RATE // block_size * 2))
@@ -106,7 +107,7 @@ def record(device: str | int | None, seconds: int, block_size: int, on_phase=Non
             have += len(samples)
     finally:
         source.stop()
-    if getattr(source, "error", None) is not None:
+    if source.error is not None:
         raise source.error
     audio = np.concatenate(got)[:wanted] if got else np.zeros(0, np.float32)
     stats = source.input_stats()

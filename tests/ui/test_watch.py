@@ -22,7 +22,7 @@ from occupancy.models.counter import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
 from occupancy.ui.dashboard import HelpScreen, OccupancyApp, ReportScreen, short_path
 from occupancy.ui.follow import QUIET_S, LogFollower
-from tests.ui.test_dashboard import FIXED_NOW, FixedPipeline, drawn, fixed_events
+from tests.ui.test_dashboard import FIXED_NOW, FixedPipeline, drawn, fixed_app, fixed_events
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 12  # of the sample, replayed in real time by the "service"
@@ -221,3 +221,10 @@ def test_the_log_path_keeps_its_file_name_and_nearest_folders():
     assert short_path("/var/lib/occupancy/a-very-long-log-file-name.db", 10) == "a-very-long-log-file-name.db"
     assert "…re/" not in short_path(path, 28)
 
+
+
+def test_layout_80x24_demo(snap_compare, tmp_path, monkeypatch):
+    """The demo's notice takes one line at 80 columns and the panels still fit (no scrolling)."""
+    app = fixed_app(tmp_path, monkeypatch)
+    app.pipeline.source = DemoSource()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=drawn)
