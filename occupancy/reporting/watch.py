@@ -9,7 +9,7 @@ writer removes them), so each read opens a short-lived connection of its own:
 A read that meets the writer changing the file under it fails, and is simply tried again at the next.
 One race remains: a writer closing during one of these reads (milliseconds, twice a second) leaves its
 `-wal` and `-shm` beside the log, as any reader open at that moment would; SQLite folds them in and
-removes them at the next open.
+removes them when the last connection to the log next closes.
 """
 
 from __future__ import annotations

@@ -228,3 +228,14 @@ def test_layout_80x24_demo(snap_compare, tmp_path, monkeypatch):
     app = fixed_app(tmp_path, monkeypatch)
     app.pipeline.source = DemoSource()
     assert snap_compare(app, terminal_size=(80, 24), run_before=drawn)
+
+
+def test_another_programs_database_is_refused_unchanged(tmp_path):
+    foreign = tmp_path / "shop.db"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE till (amount REAL)")
+    connection.close()
+    before = foreign.read_bytes()
+    with pytest.raises(StorageError, match="not an occupancy log"):
+        LogFollower(foreign).start()
+    assert foreign.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["shop.db"]
