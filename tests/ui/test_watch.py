@@ -27,8 +27,6 @@ from tests.ui.test_dashboard import FIXED_NOW, FixedPipeline, drawn, fixed_app, 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 12  # of the sample, replayed in real time by the "service"
 
-needs_model = pytest.mark.skipif(not default_model_path().is_file(), reason="needs the shipped counter")
-
 
 def start_service(tmp_path: Path, db: Path) -> subprocess.Popen:
     clip = tmp_path / "clip.flac"
@@ -39,6 +37,15 @@ def start_service(tmp_path: Path, db: Path) -> subprocess.Popen:
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_windows(service: subprocess.Popen, db: Path, n: int) -> None:
+    """Until the running service has logged `n` windows."""
+    deadline = time.monotonic() + 60
+    while windows_logged(db) < n:
+        assert service.poll() is None, service.stderr.read()
+        assert time.monotonic() < deadline, "the service logged nothing within 60 s"
+        time.sleep(0.1)
 
 
 def windows_logged(db: Path) -> int:
@@ -65,66 +72,61 @@ async def until(pilot, condition, timeout: float = 60.0) -> None:
     await drawn(pilot)
 
 
-@needs_model
-async def test_the_dashboard_follows_the_service_and_q_leaves_it_running(tmp_path):
+@pytest.fixture
+def service(tmp_path):
+    """The "service": a headless replay of SECONDS of the sample in real time, in its own process,
+    into tmp_path/service.db; yielded once it has logged two windows, killed at the end if still running."""
+    if not default_model_path().is_file():
+        pytest.skip("needs the shipped counter")
     db = tmp_path / "service.db"
-    service = start_service(tmp_path, db)
+    process = start_service(tmp_path, db)
     try:
-        deadline = time.monotonic() + 60
-        while windows_logged(db) < 2:
-            assert service.poll() is None and time.monotonic() < deadline, service.stderr.read() if service.poll() else ""
-            time.sleep(0.1)
-        config = Config()
-        app = OccupancyApp(LogFollower(db), config, utc=True, watching=True)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: app.received >= 2)
-            first = app.received
-            await until(pilot, lambda: app.received >= first + 3)  # refreshing as rows arrive
-            assert "watching run 1 (replay" in status(app)
-            assert "watching" in app.title and str(db) in app.title
-            assert app.main.query_one("#count").value != "-"
-            await pilot.press("question_mark")
-            assert isinstance(app.screen, HelpScreen)
-            await pilot.press("escape")
-            await pilot.press("q")
-        app.finish()
-        assert service.poll() is None, "q stopped the service"  # it goes on counting
-
-        app = OccupancyApp(LogFollower(db), config, utc=True, watching=True)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: "the service stopped" in status(app), timeout=60)
-            assert app.received == SECONDS  # every window the service logged, from the newest run
-            app.save_screenshot("watch.svg", str(tmp_path))
-        app.finish()
-        assert service.wait(30) == 0, service.stderr.read()
+        wait_for_windows(process, db, 2)
+        yield process, db
     finally:
-        service.kill()
-        service.wait()
-    assert f"{SECONDS} windows logged" in service.stderr.read()
+        process.kill()
+        process.wait()
+
+
+async def test_the_dashboard_follows_the_service_and_q_leaves_it_running(service, tmp_path):
+    process, db = service
+    config = Config()
+    app = OccupancyApp(LogFollower(db), config, utc=True, watching=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.received >= 2)
+        first = app.received
+        await until(pilot, lambda: app.received >= first + 3)  # refreshing as rows arrive
+        assert "watching run 1 (replay" in status(app)
+        assert "watching" in app.title and str(db) in app.title
+        assert app.main.query_one("#count").value != "-"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("q")
+    app.finish()
+    assert process.poll() is None, "q stopped the service"  # it goes on counting
+
+    app = OccupancyApp(LogFollower(db), config, utc=True, watching=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "the service stopped" in status(app), timeout=60)
+        assert app.received == SECONDS  # every window the service logged, from the newest run
+    app.finish()
+    assert process.wait(30) == 0, process.stderr.read()
+    assert f"{SECONDS} windows logged" in process.stderr.read()
     # the writer removed its -wal and -shm when it closed; the dashboard left none behind
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("service.db")) == ["service.db"]
 
 
-@needs_model
-async def test_a_service_killed_mid_run_shows_as_a_quiet_log(tmp_path):
-    db = tmp_path / "service.db"
-    service = start_service(tmp_path, db)
-    try:
-        deadline = time.monotonic() + 60
-        while windows_logged(db) < 2:
-            assert service.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        app = OccupancyApp(LogFollower(db), Config(), utc=True, watching=True)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: app.received >= 2)
-            service.kill()  # kill -9: its run is never closed
-            service.wait()
-            await until(pilot, lambda: "the log is quiet" in status(app), timeout=QUIET_S + 10)
-            assert "is the service running?" in status(app)
-        app.finish()
-    finally:
-        service.kill()
-        service.wait()
+async def test_a_service_killed_mid_run_shows_as_a_quiet_log(service):
+    process, db = service
+    app = OccupancyApp(LogFollower(db), Config(), utc=True, watching=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.received >= 2)
+        process.kill()  # kill -9: its run is never closed
+        process.wait()
+        await until(pilot, lambda: "the log is quiet" in status(app), timeout=QUIET_S + 10)
+        assert "is the service running?" in status(app)
+    app.finish()
 
 
 async def test_a_log_nothing_writes_is_read_without_leaving_files_beside_it(tmp_path):
