@@ -31,6 +31,8 @@ COMMANDS = {
     "monitor": "occupancy.cli.engine",
     "classify": "occupancy.cli.classify",
     "report": "occupancy.cli.report",
+    "check": "occupancy.cli.venue",
+    "dashboard": "occupancy.cli.venue",
     "dataset": "occupancy.cli.lab",
     "train": "occupancy.cli.lab",
     "evaluate": "occupancy.cli.lab",

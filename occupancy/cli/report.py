@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ..reporting.plot import FIGURE_DPI, FIGURE_INCHES, plot_report
 from ..reporting.render import RENDERERS
 from ..reporting.summary import BY_CHOICES, DEFAULT_ALERT_SECONDS, DEFAULT_MIN_COVERAGE, build_report
@@ -38,6 +38,14 @@ def _minutes_or_seconds(text: str) -> float:
     return value
 
 
+def write_output(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
         "report", help="busy hours, weekdays, capacity alerts and charts from the traffic log",
@@ -50,8 +58,9 @@ def add_command(subparsers) -> None:
     p.add_argument("--since", type=parse_when, metavar="DATE", help="start, inclusive: 2026-11-23 or 2026-11-23T18:00")
     p.add_argument("--until", type=parse_when, metavar="DATE", help="end, exclusive (a date alone: its midnight)")
     p.add_argument("--by", choices=BY_CHOICES, default="hour", help="period of the main table (default: %(default)s)")
-    p.add_argument("--format", choices=list(RENDERERS), default="table", help="output (default: %(default)s; "
-                   "csv holds only the period table)")
+    p.add_argument("--format", choices=[*RENDERERS, "html"], default="table", help="output (default: %(default)s; "
+                   "csv holds only the period table; html: one self-contained page with the charts, for a phone)")
+    p.add_argument("--output", metavar="FILE", help="write the report into FILE instead of printing it")
     p.add_argument("--plot", metavar="FILE.png", help="also write a weekday x hour heatmap and a daily chart "
                    f"into one PNG ({FIGURE_INCHES[0] * FIGURE_DPI:.0f}x{FIGURE_INCHES[1] * FIGURE_DPI:.0f} px)")
     p.add_argument("--top", type=int, default=5, metavar="N", help="busiest/quietest periods and gaps listed (default: 5)")
@@ -79,7 +88,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
         span = "".join(f" {word} {when}" for word, when in (("since", args.since), ("until", args.until)) if when)
         print(f"occupancy: no traffic logged in {db_path}{span}", file=sys.stderr)
         return 1
-    sys.stdout.write(RENDERERS[args.format](report, max(0, args.top)))
+    if args.format == "html":
+        from ..reporting.html import render_html  # matplotlib only when the page is asked for
+
+        text = render_html(report, max(0, args.top))
+    else:
+        text = RENDERERS[args.format](report, max(0, args.top))
+    if args.output:
+        write_output(args.output, text)
+    else:
+        sys.stdout.write(text)
     if args.plot:
         plot_report(report, args.plot)
     return 0

@@ -28,7 +28,6 @@ def plot_report(report: Report, path: str | Path) -> None:
 
 def report_figure(report: Report):
     """The picture plot_report writes, as a matplotlib Figure."""
-    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: renders with Agg, no display, no global state
 
     fig = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
@@ -42,6 +41,15 @@ def report_figure(report: Report):
     if voices is not None:
         _heatmap(fig, voices, report, "mean_distinct_voices", "PuBu",
                  "Distinct voices by weekday and hour (approximate)", "different people heard (mean)")
+
+    daily_chart(daily, report)
+    return fig
+
+
+def daily_chart(daily, report: Report) -> None:
+    """Into the axes `daily`: each day's mean over its monitored time and its busiest well-covered hour;
+    days with low coverage as open circles."""
+    import numpy as np
 
     days = group_hours(report.hours, "day")
     dates = list(days)
@@ -67,13 +75,12 @@ def report_figure(report: Report):
         import matplotlib.dates as mdates
 
         daily.xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
-    return fig
 
 
-def _heatmap(fig, ax, report: Report, key: str, cmap: str, title: str, unit: str) -> None:
-    """The mean of a period measure (`key`, None where unknown) per weekday x hour; hatched where coverage is low."""
+def weekday_hour_cells(report: Report, key: str):
+    """[7, 24] arrays, weekday (Monday first) x hour: the mean of a period measure (`key`; NaN where not
+    monitored or unknown), and whether that cell's coverage is low."""
     import numpy as np
-    from matplotlib.patches import Rectangle
 
     cells = np.full((7, 24), np.nan)
     low = np.zeros((7, 24), dtype=bool)
@@ -82,6 +89,15 @@ def _heatmap(fig, ax, report: Report, key: str, cmap: str, title: str, unit: str
         value = summary[key]
         cells[weekday, hour] = np.nan if value is None else value
         low[weekday, hour] = summary["low_coverage"]
+    return cells, low
+
+
+def _heatmap(fig, ax, report: Report, key: str, cmap: str, title: str, unit: str) -> None:
+    """The mean of a period measure (`key`, None where unknown) per weekday x hour; hatched where coverage is low."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    cells, low = weekday_hour_cells(report, key)
     top = max(1.0, float(np.nanmax(cells)))
     image = ax.imshow(np.ma.masked_invalid(cells), aspect="auto", cmap=cmap, vmin=0, vmax=top)
     ax.set_facecolor("#e8e8e8")

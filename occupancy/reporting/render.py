@@ -97,7 +97,7 @@ def sections(report: Report, top: int) -> list[tuple[str, list[str], list[list[s
     return result
 
 
-def _heading(report: Report) -> list[str]:
+def heading(report: Report) -> list[str]:
     covered = sum(h.row["seconds"] for h in report.hours) / 60
     lines = [
         f"Traffic report: {report.venue}" if report.venue else "Traffic report",
@@ -123,7 +123,7 @@ def _heading(report: Report) -> list[str]:
 
 
 def render_text(report: Report, top: int) -> str:
-    lines = _heading(report)
+    lines = heading(report)
     for title, headers, rows in sections(report, top):
         lines += ["", title]
         if not rows:
@@ -136,7 +136,7 @@ def render_text(report: Report, top: int) -> str:
 
 
 def render_markdown(report: Report, top: int) -> str:
-    title, *rest = _heading(report)
+    title, *rest = heading(report)
     lines = [f"# {title}", "", *[f"{line}  " for line in rest]]
     for name, headers, rows in sections(report, top):
         lines += ["", f"## {name}", ""]

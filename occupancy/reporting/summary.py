@@ -1,5 +1,6 @@
 """The log summarised: measures per period (hour, weekday-hour, day), weekdays compared, gaps and
-capacity alerts, gathered into one Report. What each measure means is in the README ("Reports")."""
+capacity alerts, gathered into one Report. What each measure means is in docs/commands.md ("Reports")
+and the README ("Reading the report")."""
 
 from __future__ import annotations
 
@@ -89,17 +90,23 @@ def hourly_table(
 ) -> list[dict]:
     """One dict per local hour in [since, until), oldest first, keys PERIOD_KEYS + SEX_KEYS + VOICES_KEYS and `local_start`
     (the hour's start in the report's zone): the dashboard's table."""
-    since, until = (in_zone(t, utc) if t else None for t in (since, until))
     db = open_log(db_path)
     if db is None:
         return []
     try:
-        groups = group_hours(load_hours(db, since, until, utc), "hour")
-        return [{**summarize(label, group, min_coverage), "local_start": group[0].local} for label, group in groups.values()]
+        return hours_of(db, since, until, utc=utc, min_coverage=min_coverage)
     except sqlite3.Error as exc:
         raise storage_error(db_path, exc) from None
     finally:
         db.close()
+
+
+def hours_of(db: Database, since: datetime | None, until: datetime | None, *, utc: bool,
+             min_coverage: float = DEFAULT_MIN_COVERAGE) -> list[dict]:
+    """hourly_table's rows from a connection already open (the dashboard watching a log opens its own)."""
+    since, until = (in_zone(t, utc) if t else None for t in (since, until))
+    groups = group_hours(load_hours(db, since, until, utc), "hour")
+    return [{**summarize(label, group, min_coverage), "local_start": group[0].local} for label, group in groups.values()]
 
 
 def weekday_comparison(hours: list[Hour], min_coverage: float) -> list[dict]:

@@ -83,12 +83,21 @@ def horizontal_bar(fraction: float, width: int) -> str:
 
 
 def short_path(path: str | Path, width: int) -> str:
-    """The path with the home folder as '~', cut from the left to fit `width`."""
+    """The path with the home folder as '~'; when longer than `width`, its start ('~/' or '/') and as many
+    whole folders before the file name as fit, the ones left out as '…': never a name cut in two (a
+    file name longer than `width` is given whole)."""
     text = str(path)
     home = os.path.expanduser("~")
     if text.startswith(home + os.sep):
         text = "~" + text[len(home):]
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    if len(text) <= width:
+        return text
+    head, _, rest = text.partition(os.sep)
+    parts = rest.split(os.sep)
+    kept = [parts.pop()]
+    while parts and len(os.sep.join([head, "…", parts[-1], *kept])) <= width:
+        kept.insert(0, parts.pop())
+    return os.sep.join([head, "…", *kept]) if len(os.sep.join([head, "…", *kept])) <= width else kept[-1]
 
 
 class CountReceived(Message):
@@ -242,11 +251,11 @@ class HealthPanel(Widget):
             Text(f"latency {latency}"),
             Text(f"windows {h.windows}   uptime {h.uptime}"),
             Text(f"model   {h.model}"),
-            Text(f"log     {short_path(h.database, width - 8)}"),
         ]
         for line in lines:
             line.truncate(width, overflow="ellipsis")
-        return Text("\n").join(lines)
+        log_line = Text(f"log     {short_path(h.database, width - 8)}")  # whole: it wraps rather than lose the name
+        return Text("\n").join([*lines, log_line])
 
 
 class HelpScreen(ModalScreen):
@@ -273,12 +282,17 @@ class HelpScreen(ModalScreen):
         "NO AUDIO: nothing arrives (unplugged).",
         "[b]Health[/b]: input overflows, dropped audio blocks, device restarts, inference latency.",
         "",
-        "[b]q[/b] quit (the log is flushed)  [b]p[/b] pause the display  [b]r[/b] hourly report  "
-        "[b]?[/b] help  [b]escape[/b] back",
+        "{quit}  [b]p[/b] pause the display  [b]r[/b] hourly report  [b]?[/b] help  [b]escape[/b] back",
     ])
+    QUIT = {False: "[b]q[/b] quit (the log is flushed)",
+            True: "[b]q[/b] leave the dashboard (the service goes on counting)"}
+
+    def __init__(self, watching: bool = False):
+        super().__init__()
+        self.watching = watching
 
     def compose(self) -> ComposeResult:
-        yield Static(self.TEXT)
+        yield Static(self.TEXT.replace("{quit}", self.QUIT[self.watching]))
 
 
 class ReportScreen(Screen):
@@ -327,7 +341,9 @@ class OccupancyApp(App):
     Times are shown in the machine's local time zone, or in UTC with `utc=True` (as `occupancy
     report` does).
     The pipeline is anything with the Pipeline interface: subscribe, start, wait, error,
-    input_stats(), source (name, status), counter (name, device, classes), db_path.
+    input_stats(), source (name, status), counter (name, device, classes), db_path. With
+    `watching`, it is a LogFollower (ui/follow.py): the windows come from a log the service writes,
+    the hours are read its way, and its status (the run watched, stopped, quiet) is always shown.
     """
 
     TITLE = "occupancy"
@@ -350,14 +366,19 @@ class OccupancyApp(App):
     #count { width: 8; }
     #smoothed { width: 1fr; }
     #probability-box { width: 1fr; }
-    #history-box { height: 1fr; min-height: 5; }
+    #history-box { height: 1fr; min-height: 4; }
     #bottom { height: 2fr; min-height: 11; }
     #hourly-box { width: 1fr; }
     #hourly { height: 1fr; }
     #busiest { height: auto; }
     #input-box { width: 38; }
     #status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    #status.watching { height: 2; text-wrap: wrap; }
+    #notice { height: auto; background: $warning 30%; color: $text; padding: 0 1; text-style: bold; }
+    #notice.hidden { display: none; }
     """
+    # One line at 80 columns; the README ("Install at a venue") says what to do.
+    DEMO_NOTICE = "No microphone: this is a demo replay of the bundled sample, not this room"
 
     def __init__(
         self,
@@ -367,9 +388,11 @@ class OccupancyApp(App):
         db_path: str | Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         utc: bool = False,
+        watching: bool = False,
     ):
         super().__init__()
         self.pipeline = pipeline
+        self.watching = watching
         self.config = config
         self.db_path = Path(db_path or pipeline.db_path)
         self.clock = clock
@@ -412,6 +435,9 @@ class OccupancyApp(App):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="")
+        # The demo is said on screen for as long as it runs (a warning on stderr would sit behind the app).
+        yield Static(self.DEMO_NOTICE, id="notice",
+                     classes="" if getattr(self.pipeline.source, "kind", "") == "demo" else "hidden")
         with Horizontal(id="top"):
             with Horizontal(id="now"):
                 yield Digits("-", id="count")
@@ -433,7 +459,7 @@ class OccupancyApp(App):
     def on_mount(self) -> None:
         self.main = self.screen  # the timer updates it even while the help or report screen is on top
         dashboard = self.config.dashboard
-        self.title = f"occupancy · {self.config.monitor.venue}"
+        self.title = f"occupancy · {self.config.monitor.venue}" + (f" · watching {self.db_path}" if self.watching else "")
         self.main.query_one("#now").border_title = "Now"
         self.main.query_one("#probability-box").border_title = "Count probabilities"
         self.main.query_one("#history-box").border_title = f"Last {dashboard.history_minutes} min"
@@ -441,6 +467,7 @@ class OccupancyApp(App):
         self.main.query_one("#hourly-box").border_title = "Today by hour (mean people)"
         self.main.query_one("#input-box").border_title = "Input & health"
         self.main.query_one("#top").set_class(self.config.monitor.voices, "voices")  # a line for the figure
+        self.main.query_one("#status").set_class(self.watching, "watching")
         top = self.count_classes[-1]
         self.main.query_one(HistoryPlot).top = top
         self.main.query_one(HourlyBars).top = top
@@ -468,6 +495,9 @@ class OccupancyApp(App):
         error, finished = self.pipeline.error, self.pipeline.wait(0)
         if error is not None:
             status = Text(f"error: {error}", style="bold red")
+        elif self.watching:
+            status = Text(self.pipeline.source.status, style="bold" if self.pipeline.source.status.startswith(
+                ("the service stopped", "the log is quiet", "cannot read")) else "dim")
         elif finished:
             status = Text(f"finished: {self.received} windows", style="dim")
         else:
@@ -478,7 +508,7 @@ class OccupancyApp(App):
         if self._hours_read_at != self.received:
             self._hours_read_at = self.received
             self._read_today((self.latest.start if self.latest else self.clock()).astimezone(self.tz))
-        self._show_input(stalled=not finished)
+        self._show_input(stalled=not finished and not self.watching)  # watching: the status says when it is quiet
 
     def _show_now(self) -> None:
         event, limit = self.latest, self.config.monitor.capacity_limit
@@ -488,9 +518,9 @@ class OccupancyApp(App):
         self.main.query_one("#count", Digits).update(count_label(event.count, top))
         over = limit > 0 and event.smoothed > limit
         lines = [f"smoothed {event.smoothed:.1f}", f"limit {limit}" if limit else "no capacity limit"]
-        if event.women is not None:  # model.sex: a rough estimate, see the README
+        if event.women is not None:  # model.sex: a rough estimate, see docs/counter.md
             lines.append(f"women {event.women} · men {event.men}")
-        if event.voices is not None:  # monitor.voices: an estimate, see the README
+        if event.voices is not None:  # monitor.voices: an estimate, see docs/counter.md
             lines.append(f"voices ({self.config.monitor.voices_minutes} min) ≈ {event.voices}")
         self.main.query_one("#smoothed", Static).update(
             Text("\n").join([Text(line) for line in lines] + ([Text("OVER CAPACITY", "bold red")] if over else []))
@@ -530,6 +560,8 @@ class OccupancyApp(App):
 
     def read_hours(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
         """`occupancy report`'s hourly table (read-only, its own connection); [] until the log exists."""
+        if self.watching:
+            return self.pipeline.read_hours(since, until, utc=self.utc)
         try:
             return hourly_table(self.db_path, since, until, utc=self.utc)
         except StorageError as exc:
@@ -569,16 +601,27 @@ class OccupancyApp(App):
         self.refresh_view()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.watching))
 
     def action_report(self) -> None:
         self.push_screen(ReportScreen(self.read_hours()))
 
 
+def watch_log(db_path: str | Path, config: Config) -> int:
+    """`occupancy dashboard`: the dashboard over a log another process writes, until `q`; the writer goes on.
+    A log that is missing or not an occupancy log is raised as a StorageError."""
+    from .follow import LogFollower
+
+    return _run_app(OccupancyApp(LogFollower(db_path), config, watching=True))
+
+
 def run_dashboard(pipeline, config: Config) -> int:
     """Show the dashboard over `pipeline` (not started yet: the app starts it) until `q`, then
     close the pipeline. Returns the exit code; a failure to start (device, log) is raised."""
-    app = OccupancyApp(pipeline, config)
+    return _run_app(OccupancyApp(pipeline, config))
+
+
+def _run_app(app: OccupancyApp) -> int:
     try:
         with logging_to(app):
             app.run()
