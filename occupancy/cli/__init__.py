@@ -31,6 +31,7 @@ COMMANDS = {
     "monitor": "occupancy.cli.engine",
     "classify": "occupancy.cli.classify",
     "report": "occupancy.cli.report",
+    "sync": "occupancy.cli.fleet",
     "dataset": "occupancy.cli.lab",
     "train": "occupancy.cli.lab",
     "evaluate": "occupancy.cli.lab",
