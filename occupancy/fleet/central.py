@@ -181,7 +181,10 @@ def migrate(conn) -> None:
 
 def pending_migrations(conn) -> list[str]:
     """The migrations the store lacks (all of them where `occupancy sync` never ran), read without writing."""
-    (exists,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.migrations"]).fetchone()
-    applied = {name for (name,) in conn.execute(f"SELECT name FROM {SCHEMA}.migrations")} if exists else set()
+    from psycopg.rows import tuple_row
+
+    with conn.cursor(row_factory=tuple_row) as cur:
+        (exists,) = cur.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.migrations"]).fetchone()
+        applied = {name for (name,) in cur.execute(f"SELECT name FROM {SCHEMA}.migrations")} if exists else set()
     conn.rollback()
     return [name for name, _ in MIGRATIONS if name not in applied]

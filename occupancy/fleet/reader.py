@@ -81,7 +81,7 @@ def _boxes(conn, url: str, venues: list[str]) -> list[dict]:
 def _range(since: datetime | None, until: datetime | None) -> tuple[str, list]:
     """The SQL condition on hour_utc for [since, until) and its parameters (the hour `since` falls in counts)."""
     low = since.replace(minute=0, second=0, microsecond=0) if since else None
-    return "hour_utc >= coalesce(%s, '-infinity') AND hour_utc < coalesce(%s, 'infinity')", [low, until]
+    return "hour_utc >= coalesce(%s::timestamptz, '-infinity') AND hour_utc < coalesce(%s::timestamptz, 'infinity')", [low, until]
 
 
 def _room_rows(conn, boxes: list[dict], since, until, zone: str) -> list[dict]:
@@ -133,7 +133,7 @@ def _venue_report(conn, url: str, box: dict, *, since, until, utc: bool, capacit
     if capacity_limit > 0:
         events = conn.execute(
             f"""SELECT start_utc, end_utc, seconds, smoothed FROM {SCHEMA}.events
-                WHERE box_id = %s AND start_utc >= coalesce(%s, '-infinity') AND start_utc < coalesce(%s, 'infinity')
+                WHERE box_id = %s AND start_utc >= coalesce(%s::timestamptz, '-infinity') AND start_utc < coalesce(%s::timestamptz, 'infinity')
                   AND smoothed > %s ORDER BY start_utc, id""",
             [box["id"], since, until, capacity_limit],
         ).fetchall()
