@@ -5,35 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 
 from ..config import Config
 from ..errors import ConfigError, OccupancyError
+from .report import _minutes_or_seconds
 
 log = logging.getLogger(__name__)
-
-
-def _seconds(text: str) -> float:
-    """argparse type for --every: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return value
 
 
 def add_command(subparsers) -> None:
@@ -50,13 +29,13 @@ def add_command(subparsers) -> None:
     p.add_argument("--to", metavar="URL", help="postgresql://user@host:port/database (default: storage.sync_url)")
     p.add_argument("--events", action="store_true", help="also push the per-window events (86,400 rows a day at the "
                    "default hop: for capacity alerts in central reports; see docs/fleet.md for the cost)")
-    p.add_argument("--every", type=_seconds, metavar="S", help="keep running, syncing every S seconds (a failed "
+    p.add_argument("--every", type=_minutes_or_seconds, metavar="S", help="keep running, syncing every S seconds (a failed "
                    "sync is logged and retried at the next turn)")
     p.add_argument("--full", action="store_true", help="push the whole log again (after the central store was "
                    "restored from an older backup)")
     p.add_argument("--take-over", action="store_true", help="this log replaces the one that synced this venue and "
                    "room before (a new box, a new log)")
-    p.add_argument("--batch-hours", type=_positive, default=DEFAULT_BATCH_HOURS, metavar="N",
+    p.add_argument("--batch-hours", type=int, default=DEFAULT_BATCH_HOURS, metavar="N",
                    help="hourly rows per central transaction (default: %(default)s)")
     p.set_defaults(handler=run_sync)
 
@@ -70,6 +49,10 @@ def run_sync(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError("occupancy sync: no central store: pass --to postgresql://user@host/database or set "
                           "storage.sync_url in config.yaml")
     check_url(url, "--to" if args.to else "storage.sync_url")
+    if args.every is not None and args.every <= 0:
+        raise ConfigError(f"--every: must be more than 0 seconds, got {args.every:g}")
+    if args.batch_hours < 1:
+        raise ConfigError(f"--batch-hours: must be 1 or more, got {args.batch_hours}")
     check_venue(config.monitor.venue)
     db_path = args.db or config.storage.database
 

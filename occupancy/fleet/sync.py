@@ -173,14 +173,8 @@ class _Push:
         rows = list(self.local.query("SELECT * FROM runs WHERE id >= ? ORDER BY id", [self.cursor.runs_from]))
         if not rows:
             return
-        names = ", ".join(("box_id", "run_id", *RUN_COLUMNS[1:]))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in RUN_COLUMNS[1:])
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {SCHEMA}.runs ({names}) VALUES ({', '.join(['%s'] * (len(RUN_COLUMNS) + 1))}) "
-                f"ON CONFLICT (box_id, run_id) DO UPDATE SET {updates}",
-                [[self.box_id, *(row[c] for c in RUN_COLUMNS)] for row in rows],
-            )
+            self._upsert(cur, "runs", ("run_id", *RUN_COLUMNS[1:]), [[row[c] for c in RUN_COLUMNS] for row in rows])
         open_runs = [row["id"] for row in rows if row["stopped_utc"] is None]
         self.cursor.runs_from = min(open_runs) if open_runs else rows[-1]["id"] + 1
         _save(self.local, self.cursor)
@@ -235,17 +229,21 @@ class _Push:
 
     def _upsert_hours(self, rows: list[dict]) -> None:
         """Hourly rows (and with --events those hours' events) into the central store: one transaction."""
-        names = ", ".join(("box_id", *HOURLY_COLUMNS))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in HOURLY_COLUMNS[1:])
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {SCHEMA}.hourly ({names}) VALUES ({', '.join(['%s'] * (len(HOURLY_COLUMNS) + 1))}) "
-                f"ON CONFLICT (box_id, hour_utc) DO UPDATE SET {updates}",
-                [[self.box_id, *(row[c] for c in HOURLY_COLUMNS)] for row in rows],
-            )
+            self._upsert(cur, "hourly", HOURLY_COLUMNS, [[row[c] for c in HOURLY_COLUMNS] for row in rows])
             if self.events:
                 self.result.events += self._replace_events(cur, [row["hour_utc"] for row in rows])
         self.result.hours += len(rows)
+
+    def _upsert(self, cur, table: str, columns: tuple[str, ...], rows: list[list]) -> None:
+        """Insert this box's `rows` into a central table, or where (box_id, columns[0]) is there, update them."""
+        names = ", ".join(("box_id", *columns))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.{table} ({names}) VALUES ({', '.join(['%s'] * (len(columns) + 1))}) "
+            f"ON CONFLICT (box_id, {columns[0]}) DO UPDATE SET {updates}",
+            [[self.box_id, *row] for row in rows],
+        )
 
     def _replace_events(self, cur, hours: list[str]) -> int:
         """The central events of `hours` replaced by the log's (so an hour whose events changed is right again)."""

@@ -10,18 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import StorageError
-from .plot import FIGURE_DPI
+from .plot import FIGURE_DPI, save_figure
 from .render import _percent, _rounded, _when, markdown_table, render_json, render_markdown, render_text, text_table
 from .summary import Report
-
-log = logging.getLogger(__name__)
 
 BUSIEST_SHOWN = 3  # weekday hours per box in the fleet table
 FLEET_KEYS = ("venue", "room", "hours", "monitored_hours", "coverage", "mean_count", "peak_count",
@@ -148,12 +144,7 @@ FLEET_RENDERERS: dict[str, Callable[[FleetReport, int], str]] = {
 
 def plot_fleet(fleet: FleetReport, path: str | Path) -> None:
     """One PNG: the mean count of each box by hour of the day (a heatmap, a row per box) beside its coverage."""
-    fig = fleet_figure(fleet)
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write the picture ({exc.strerror or exc})") from None
-    log.info("wrote %s", path)
+    save_figure(fleet_figure(fleet), path)
 
 
 def fleet_figure(fleet: FleetReport):

@@ -112,6 +112,8 @@ def test_two_monitors_appear_in_one_prometheus_query_and_one_postgresql_report(t
         # the info metric joins the box's own settings (model, source) onto its series
         joined = query(port, 'occupancy_smoothed_count * on(instance) group_left(model, source) occupancy_monitor_info')
         assert {j["metric"]["source"] for j in joined} == {"demo"} and len(joined) == 2
+        for info in query(port, "occupancy_monitor_info"):  # the box's own names, beside the targets file's
+            assert info["metric"]["exported_venue"] == info["metric"]["venue"]
         assert [u["value"][1] for u in query(port, 'up{job="occupancy"}')] == ["1", "1"]
         limits = query(port, "occupancy_capacity_limit")  # served by the box with a limit only
         assert [(lim["metric"]["venue"], lim["value"][1]) for lim in limits] == [("Harbour Cafe", "2")]

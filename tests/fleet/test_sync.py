@@ -176,3 +176,29 @@ def test_a_server_stopped_mid_sync_loses_nothing_and_the_next_catches_up(tmp_pat
     assert central_count(central, "hourly") < 4000
     sync(config, central)
     assert central_hours(central, "Station", "Hall") == local_hours(log)
+
+
+def test_syncs_while_the_writer_logs_never_stop_it_and_miss_nothing(tmp_path, central):
+    """The monitor's own writer thread logs windows as fast as it can while syncs run beside it."""
+    from occupancy.engine.store import RunInfo, StoreWriter
+
+    config = box_config(tmp_path / "box", "Station", "Platform")
+    log = tmp_path / "box" / "occupancy.db"
+    writer = StoreWriter(log, RunInfo(source="replay", device="test.wav", model="test", compute="cpu", hop_s=1.0),
+                         flush_interval_s=0.05)
+    writer.start()
+    windows = iter(events_at(T0, [i % 4 for i in range(24 * 3600)]))  # more than the syncs leave time for
+    syncs = 0
+    while syncs < 3:
+        for _ in range(2000):
+            writer.put(next(windows))
+        proc = spawn("--config", str(config), "sync", "--to", central)
+        while proc.poll() is None:  # the writer goes on while the sync runs
+            writer.put(next(windows))
+            time.sleep(0.001)
+        assert proc.returncode == 0, proc.communicate()
+        syncs += 1
+    writer.stop()
+    assert writer.error is None
+    sync(config, central)
+    assert central_hours(central, "Station", "Platform") == local_hours(log)
