@@ -202,7 +202,8 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     if kind == "postgresql-url":
         if value is None or (isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))):
             return value
-        fail("must be a postgresql://user@host/database URL or null")
+        # not `fail`: the value may hold a password
+        raise ConfigError(f"{name}: {key}: must be a postgresql://user@host/database URL or null")
     if kind == "path":
         if value is None and default is None:
             return None

@@ -150,11 +150,14 @@ def central_error(url: str, exc: Exception) -> StorageError:
 
 
 def connect(url: str):
-    """A connection to the central store (autocommit off); libpq adds what the URL leaves out from the
-    PG* variables and ~/.pgpass."""
+    """A connection to the central store (autocommit off, times in UTC); libpq adds what the URL leaves out
+    from the PG* variables and ~/.pgpass."""
     psycopg = import_psycopg()
     try:
-        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="occupancy")
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, application_name="occupancy")
+        conn.execute("SET TIME ZONE 'UTC'")  # times come back in UTC, whatever the server's default zone
+        conn.commit()
+        return conn
     except psycopg.Error as exc:
         raise central_error(url, exc) from None
 
@@ -166,7 +169,10 @@ def target_name(conn) -> str:
 
 
 def migrate(conn) -> None:
-    """Create or bring the central schema up to date, under an advisory lock (boxes syncing at once)."""
+    """Create or bring the central schema up to date, under an advisory lock (boxes syncing at once); a store
+    already up to date is only read, so a box's role needs no right to create anything after the first sync."""
+    if not pending_migrations(conn):
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")

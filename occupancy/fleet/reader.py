@@ -41,11 +41,10 @@ def fleet_report(
             raise StorageError(f"{masked(url)}: no occupancy fleet there, or an older one: run `occupancy sync --to` "
                                "it from a box first (it creates and migrates the central schema)")
         boxes = _boxes(conn, url, venues)
-        zone = _zone_for_sql(conn, utc)
-        rooms = _room_rows(conn, boxes, since, until, zone)
+        slots = _slot_rows(conn, boxes if venues else None, since, until, _zone_for_sql(conn, utc))
+        rooms = [_room_row(box, slots[box["id"]]) for box in boxes if box["id"] in slots]
         if not rooms:
             return None
-        slots = _slot_rows(conn, boxes, since, until, zone)
         reports = [
             _venue_report(conn, url, box, since=since, until=until, by=by, utc=utc, top=top, min_coverage=min_coverage,
                           capacity_limit=capacity_limit, alert_seconds=alert_seconds)
@@ -59,9 +58,10 @@ def fleet_report(
     last = until or in_zone(max(r["last_hour"] for r in rooms) + _HOUR, utc)
     range_hours = max(1.0, (last - first).total_seconds() / 3600)
     for room in rooms:
+        room["first_hour"], room["last_hour"] = in_zone(room["first_hour"], utc), in_zone(room["last_hour"], utc)
         room["coverage"] = room["seconds"] / 3600 / range_hours
-        room["busiest"] = busiest_slots(slots.get(room["box_id"], []), min_coverage)
-        room["by_hour"] = hour_of_day_means(slots.get(room["box_id"], []))
+        room["busiest"] = busiest_slots(slots[room["box_id"]], min_coverage)
+        room["by_hour"] = hour_of_day_means(slots[room["box_id"]])
     return FleetReport(
         store=masked(url), zone="UTC" if utc else zone_name(first), first=first, last=last,
         min_coverage=min_coverage, rooms=rooms, reports=[r for r in reports if r is not None],
@@ -80,42 +80,55 @@ def _boxes(conn, url: str, venues: list[str]) -> list[dict]:
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[str, list]:
     """The SQL condition on hour_utc for [since, until) and its parameters (the hour `since` falls in counts)."""
-    low = since.replace(minute=0, second=0, microsecond=0) if since else None
-    return "hour_utc >= coalesce(%s::timestamptz, '-infinity') AND hour_utc < coalesce(%s::timestamptz, 'infinity')", [low, until]
+    return _between("hour_utc", since.replace(minute=0, second=0, microsecond=0) if since else None, until)
 
 
-def _room_rows(conn, boxes: list[dict], since, until, zone: str) -> list[dict]:
-    """Per box: hours with data, seconds covered, mean and peak count, speech minutes, first and last hour."""
+def _between(column: str, low: datetime | None, high: datetime | None) -> tuple[str, list]:
+    """`column` in [low, high), only the bounds given, so that the planner sees a whole-table scan for what it is."""
+    conditions, params = ["TRUE"], []
+    for bound, operator in ((low, ">="), (high, "<")):
+        if bound:
+            conditions.append(f"{column} {operator} %s")
+            params.append(bound)
+    return " AND ".join(conditions), params
+
+
+def _slot_rows(conn, boxes: list[dict] | None, since, until, zone: str) -> dict[int, list[dict]]:
+    """Per box, its weekday x hour slots in the report's zone (hours, seconds, person-seconds, speech seconds,
+    peak, first and last hour): one pass over the hourly table, which the room totals are summed from too.
+    `boxes` None: every box (no filter, so PostgreSQL scans the table rather than its index)."""
     condition, params = _range(since, until)
-    totals = {row["box_id"]: row for row in conn.execute(
-        f"""SELECT box_id, count(*) AS hours, sum(seconds) AS seconds, sum(person_seconds) / sum(seconds) AS mean_count,
-                   max(peak_count) AS peak_count, sum(seconds_1plus) / 60 AS speech_minutes,
-                   sum(seconds_1plus) / sum(seconds) AS share_1plus,
-                   min(hour_utc) AS first_hour, max(hour_utc) AS last_hour
-            FROM {SCHEMA}.hourly WHERE box_id = ANY(%s) AND {condition} GROUP BY box_id""",
-        [[b["id"] for b in boxes], *params],
-    )}
-    return [
-        {"venue": b["venue"], "room": b["room"], "last_synced": b["last_synced"], **totals[b["id"]]}
-        for b in boxes if b["id"] in totals
-    ]
-
-
-def _slot_rows(conn, boxes: list[dict], since, until, zone: str) -> dict[int, list[dict]]:
-    """Per box, its weekday x hour slots in the report's zone: hours, seconds, person-seconds, speech seconds."""
-    condition, params = _range(since, until)
+    if boxes is not None:
+        condition += " AND box_id = ANY(%s)"
+        params.append([b["id"] for b in boxes])
     result: dict[int, list[dict]] = {}
     for row in conn.execute(
         f"""SELECT box_id, extract(isodow FROM hour_utc AT TIME ZONE %s)::int - 1 AS weekday,
                    extract(hour FROM hour_utc AT TIME ZONE %s)::int AS hour,
                    count(*) AS hours, sum(seconds) AS seconds, sum(person_seconds) AS person_seconds,
-                   sum(seconds_1plus) AS seconds_1plus
-            FROM {SCHEMA}.hourly WHERE box_id = ANY(%s) AND {condition} GROUP BY 1, 2, 3""",
-        [zone, zone, [b["id"] for b in boxes], *params],
+                   sum(seconds_1plus) AS seconds_1plus, max(peak_count) AS peak_count,
+                   min(hour_utc) AS first_hour, max(hour_utc) AS last_hour
+            FROM {SCHEMA}.hourly WHERE {condition} GROUP BY 1, 2, 3""",
+        [zone, zone, *params],
     ):
         row["period"] = f"{WEEKDAYS[row['weekday']]} {row['hour']:02d}:00"
         result.setdefault(row["box_id"], []).append(row)
     return result
+
+
+def _room_row(box: dict, slots: list[dict]) -> dict:
+    """A box's fleet-table totals from its slots: hours with data, seconds covered, mean and peak count, speech
+    minutes and share, first and last hour."""
+    seconds = sum(s["seconds"] for s in slots)
+    return {
+        "box_id": box["id"], "venue": box["venue"], "room": box["room"], "last_synced": box["last_synced"],
+        "hours": sum(s["hours"] for s in slots), "seconds": seconds,
+        "mean_count": sum(s["person_seconds"] for s in slots) / seconds,
+        "peak_count": max(s["peak_count"] for s in slots),
+        "speech_minutes": sum(s["seconds_1plus"] for s in slots) / 60,
+        "share_1plus": sum(s["seconds_1plus"] for s in slots) / seconds,
+        "first_hour": min(s["first_hour"] for s in slots), "last_hour": max(s["last_hour"] for s in slots),
+    }
 
 
 def _venue_report(conn, url: str, box: dict, *, since, until, utc: bool, capacity_limit: int, alert_seconds: float,
@@ -131,11 +144,11 @@ def _venue_report(conn, url: str, box: dict, *, since, until, utc: bool, capacit
     hours = [Hour(in_zone(row["hour_utc"], utc), {**row, "hour_utc": iso(row["hour_utc"])}) for row in rows]
     alerts = []
     if capacity_limit > 0:
+        condition, params = _between("start_utc", since, until)  # as the local report reads events: from `since` on
         events = conn.execute(
             f"""SELECT start_utc, end_utc, seconds, smoothed FROM {SCHEMA}.events
-                WHERE box_id = %s AND start_utc >= coalesce(%s::timestamptz, '-infinity') AND start_utc < coalesce(%s::timestamptz, 'infinity')
-                  AND smoothed > %s ORDER BY start_utc, id""",
-            [box["id"], since, until, capacity_limit],
+                WHERE box_id = %s AND {condition} AND smoothed > %s ORDER BY start_utc, id""",
+            [box["id"], *params, capacity_limit],
         ).fetchall()
         if not events and not conn.execute(f"SELECT 1 FROM {SCHEMA}.events WHERE box_id = %s LIMIT 1", [box["id"]]).fetchone():
             log.warning("%s: no events synced (occupancy sync --events): capacity alerts cannot be shown", room_label(box))

@@ -139,13 +139,10 @@ def _claim_box(conn, venue: str, room: str, box: str, take_over: bool, target: s
         if owner != box:
             if not take_over:
                 where = f"{venue!r}" + (f" room {room!r}" if room else "")
-                raise ConfigError(
-                    f"{target}: {where} is already synced there from another log (on host {host}, last synced "
-                    f"{last:%Y-%m-%d %H:%M} UTC): give this box its own monitor.venue or monitor.room, or pass "
-                    "--take-over if this log replaces that one" if last else
-                    f"{target}: {where} is already claimed there by another log (on host {host}): give this box "
-                    "its own monitor.venue or monitor.room, or pass --take-over if this log replaces that one"
-                )
+                when = f", last synced {last:%Y-%m-%d %H:%M} UTC" if last else ""
+                raise ConfigError(f"{target}: {where} is already synced there from another log (on host {host}{when}): "
+                                  "give this box its own monitor.venue or monitor.room, or pass --take-over if this "
+                                  "log replaces that one")
             log.info("%s: taking over %r %r from the log on host %s", target, venue, room, host)
             conn.execute(f"UPDATE {SCHEMA}.boxes SET box = %s, host = %s WHERE id = %s", [box, socket.gethostname(), box_id])
     return box_id

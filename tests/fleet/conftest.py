@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,10 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(pgpass.parent)
 
 
-@pytest.fixture
-def central(postgres) -> Iterator[str]:
-    """The URL of a new, empty database on the test server (no password in it: libpq reads the pgpass file)."""
+@contextmanager
+def new_database(postgres: Postgres) -> Iterator[str]:
+    """The URL of a new, empty database on the test server (no password in it: libpq reads the pgpass file),
+    dropped afterwards."""
     import psycopg
 
     name = f"fleet_{uuid.uuid4().hex[:12]}"
@@ -121,3 +123,9 @@ def central(postgres) -> Iterator[str]:
     yield postgres.url(name)
     with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def central(postgres) -> Iterator[str]:
+    with new_database(postgres) as url:
+        yield url

@@ -10,24 +10,28 @@ from datetime import timedelta
 
 import pytest
 
+from .conftest import new_database
 from .logs import T0, box_config, events_at, log_run, occupancy, spread_hours
 
 ZONE = {"TZ": "America/New_York"}  # the reports in a local zone with an offset: PostgreSQL must agree with Python
 
 
-@pytest.fixture
-def fleet(tmp_path, central):
-    """Two boxes with a few days of traffic each (and one stretch over capacity), synced with their events."""
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, postgres):
+    """Two boxes with a few days of traffic each (and one stretch over capacity), synced with their events
+    (read only by the tests: made once)."""
     boxes = {}
-    for name, room, shift in (("Library", "Reading room", 0), ("Cafe", "", 5)):
-        config = box_config(tmp_path / name, name, room)
-        log = tmp_path / name / "occupancy.db"
-        log_run(log, spread_hours(80, per_hour=40, start=T0 + timedelta(hours=shift)))
-        log_run(log, events_at(T0 + timedelta(hours=100 + shift), [3] * 90 + [0] * 30))
-        proc = occupancy("--config", str(config), "sync", "--to", central, "--events")
-        assert proc.returncode == 0, proc.stderr
-        boxes[name] = config
-    return central, boxes
+    folder = tmp_path_factory.mktemp("fleet")
+    with new_database(postgres) as central:
+        for name, room, shift in (("Library", "Reading room", 0), ("Cafe", "", 5)):
+            config = box_config(folder / name, name, room)
+            log = folder / name / "occupancy.db"
+            log_run(log, spread_hours(80, per_hour=40, start=T0 + timedelta(hours=shift)))
+            log_run(log, events_at(T0 + timedelta(hours=100 + shift), [3] * 90 + [0] * 30))
+            proc = occupancy("--config", str(config), "sync", "--to", central, "--events")
+            assert proc.returncode == 0, proc.stderr
+            boxes[name] = config
+        yield central, boxes
 
 
 def report(*argv: str, config=None) -> str:

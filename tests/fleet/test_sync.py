@@ -202,3 +202,16 @@ def test_syncs_while_the_writer_logs_never_stop_it_and_miss_nothing(tmp_path, ce
     assert writer.error is None
     sync(config, central)
     assert central_hours(central, "Station", "Platform") == local_hours(log)
+
+
+def test_a_missing_or_malformed_store_url_is_a_one_line_error_without_its_password(tmp_path):
+    config = box_config(tmp_path / "box", "Library")
+    log_run(tmp_path / "box" / "occupancy.db", spread_hours(1))
+    proc = occupancy("--config", str(config), "sync")
+    assert proc.returncode == 2 and "storage.sync_url" in proc.stderr and proc.stderr.count("\n") == 1
+    bad = box_config(tmp_path / "bad", "Library", sync_url="mysql://fleet:Hunter-22@db/fleet")
+    proc = occupancy("--config", str(bad), "sync")
+    assert proc.returncode == 2 and "storage.sync_url: must be a postgresql://" in proc.stderr
+    assert "Hunter-22" not in proc.stderr
+    proc = occupancy("--config", str(config), "sync", "--to", "mysql://fleet:Hunter-22@db/fleet")
+    assert proc.returncode == 2 and "--to: must be a postgresql://" in proc.stderr and "Hunter-22" not in proc.stderr
