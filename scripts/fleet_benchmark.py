@@ -83,8 +83,12 @@ def bench_sync(url: str, days: int, events_hours: int) -> dict:
             log = Path(folder) / "events.db"
             make_log(log, events_hours, per_hour=0, events_hours=events_hours)
             pushed = sync_log(log, url, "Benchmark venue", "Events box", events=True)
+            conn = connect(url)
+            (events_bytes,) = conn.execute(f"SELECT pg_total_relation_size('{SCHEMA}.events')").fetchone()
+            conn.close()
             result.update(events=pushed.events, events_sync_s=round(pushed.seconds, 2),
-                          events_per_s=round(pushed.events / pushed.seconds))
+                          events_per_s=round(pushed.events / pushed.seconds),
+                          bytes_per_event_row=round(events_bytes / pushed.events))
     return result
 
 

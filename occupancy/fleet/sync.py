@@ -200,8 +200,9 @@ class _Push:
         if row is not None and row[0] == cursor.events_run:
             return
         (first,) = self.local.execute("SELECT min(id) FROM events WHERE run_id > ?", [cursor.events_run or 0]).fetchone()
-        cursor.events_id = min(cursor.events_id, first - 1) if first else cursor.events_id
-        log.info("the log's event ids were reused (replay --replace): pushing again from event %d", cursor.events_id + 1)
+        if first and first - 1 < cursor.events_id:
+            cursor.events_id = first - 1
+            log.info("the log's event ids were reused (replay --replace): pushing again from event %d", first)
 
     def _newer_events(self) -> None:
         """The hours of the events logged after the cursor, EVENTS_PER_STEP event ids at a time."""
