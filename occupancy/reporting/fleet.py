@@ -61,14 +61,17 @@ def room_label(room: dict) -> str:
     return f"{room['venue']} / {room['room']}" if room["room"] else room["venue"]
 
 
+def _many(n: int, thing: str) -> str:
+    return f"{n} {thing}" + ("s" if n != 1 else "")
+
+
 def _busiest_text(room: dict) -> str:
     return ", ".join(f"{s['period']} ({s['mean_count']:.2f})" for s in room["busiest"]) or "-"
 
 
 def _heading(fleet: FleetReport) -> list[str]:
-    venues = len({r["venue"] for r in fleet.rooms})
     return [
-        f"Fleet report: {len(fleet.rooms)} rooms in {venues} venues",
+        f"Fleet report: {_many(len(fleet.rooms), 'room')} in {_many(len({r['venue'] for r in fleet.rooms}), 'venue')}",
         f"{_when(fleet.first)} to {_when(fleet.last)}, {fleet.zone}; central store {fleet.store}",
         "Coverage: monitored share of the range's hours; Mean: people speaking at once, averaged over monitored "
         f"time; Busiest: the {BUSIEST_SHOWN} weekday hours with the highest mean (at least {fleet.min_coverage:g} "
@@ -168,5 +171,5 @@ def fleet_figure(fleet: FleetReport):
     bars.set_xlim(0, 100)
     bars.set_xlabel("coverage, % of the range's hours")
     bars.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Fleet: {len(labels)} rooms, {fleet.first:%a %d %b %Y} to {fleet.last:%a %d %b %Y}", fontsize=14)
+    fig.suptitle(f"Fleet: {_many(len(labels), 'room')}, {fleet.first:%a %d %b %Y} to {fleet.last:%a %d %b %Y}", fontsize=14)
     return fig
