@@ -65,10 +65,10 @@ def run_sync(args: argparse.Namespace, config: Config) -> int:
     if args.every is None:
         once()
         return 0
-    args.full = False  # only the first turn pushes everything again
     while True:
         try:
             once()
+            args.full = False  # --full: the first sync that succeeds pushes everything again, not every one
         except OccupancyError as exc:
             log.error("%s (retrying in %g s)", exc, args.every)
         time.sleep(args.every)

@@ -215,3 +215,33 @@ def test_a_missing_or_malformed_store_url_is_a_one_line_error_without_its_passwo
     assert "Hunter-22" not in proc.stderr
     proc = occupancy("--config", str(config), "sync", "--to", "mysql://fleet:Hunter-22@db/fleet")
     assert proc.returncode == 2 and "--to: must be a postgresql://" in proc.stderr and "Hunter-22" not in proc.stderr
+
+
+def wait_until_equal(url: str, log, venue: str, room: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if central_hours(url, venue, room) == local_hours(log):
+                return
+        except psycopg.errors.UndefinedTable:  # the first sync has not made the schema yet
+            pass
+        assert time.monotonic() < deadline, "the central store never caught up"
+        time.sleep(0.2)
+
+
+def test_sync_every_keeps_going_through_a_server_outage(tmp_path, postgres, central):
+    config = box_config(tmp_path / "box", "Depot", "Yard")
+    log = tmp_path / "box" / "occupancy.db"
+    log_run(log, spread_hours(5))
+    proc = spawn("--config", str(config), "sync", "--to", central, "--every", "0.3")
+    try:
+        wait_until_equal(central, log, "Depot", "Yard")
+        postgres.stop()
+        log_run(log, events_at(T0 + timedelta(hours=10), [3, 3]))  # the monitor goes on while the server is away
+        time.sleep(1.5)
+        postgres.start()
+        wait_until_equal(central, log, "Depot", "Yard")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "retrying in 0.3 s" in err and "Traceback" not in err
