@@ -62,9 +62,11 @@ class MonitorConfig:
     smoothing: str = _opt("median", choices=["median", "max", "mean"])
     capacity_limit: int = _opt(0, low=0, high=1000)
     venue: str = _opt("My venue")
+    room: str = _opt("")  # with venue, what names this box in a fleet (occupancy sync, Prometheus)
     queue_seconds: float = _opt(30.0, low=1.0, high=3600.0)
     voices: bool = _opt(False)
     voices_minutes: int = _opt(5, low=1, high=60)
+    metrics_address: str = _opt("127.0.0.1")  # where --metrics-port listens: a fleet's Prometheus scrapes it
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class StorageConfig:
     database: str = _opt("~/.local/share/occupancy/occupancy.db", kind="path")
     retention_days: int = _opt(0, low=0, high=36500)
     flush_interval_s: float = _opt(1.0, low=0.05, high=60.0)
+    sync_url: str | None = _opt(None, kind="postgresql-url")  # `occupancy sync`'s central store
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,11 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
         if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
             return value
         fail("must be an input device name, index, or null")
+    if kind == "postgresql-url":
+        if value is None or (isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))):
+            return value
+        # not `fail`: the value may hold a password
+        raise ConfigError(f"{name}: {key}: must be a postgresql://user@host/database URL or null")
     if kind == "path":
         if value is None and default is None:
             return None

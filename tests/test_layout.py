@@ -16,6 +16,7 @@ ALLOWED = {
     "engine": {"models"},  # and only from engine/loading.py, checked below
     "models": set(),
     "reporting": {"engine"},  # and only the store's schema, checked below
+    "fleet": {"engine", "reporting"},  # sync reads the store; the fleet report is built by reporting's summaries
     "sample": set(),
     "shared": set(),
 }

@@ -33,6 +33,7 @@ COMMANDS = {
     "report": "occupancy.cli.report",
     "check": "occupancy.cli.venue",
     "dashboard": "occupancy.cli.venue",
+    "sync": "occupancy.cli.fleet",
     "dataset": "occupancy.cli.lab",
     "train": "occupancy.cli.lab",
     "evaluate": "occupancy.cli.lab",

@@ -58,7 +58,7 @@ def add_command(subparsers) -> None:
         help="stop after this many seconds of audio (default: run until stopped)",
     )
     monitor.add_argument(
-        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on 127.0.0.1:N while running"
+        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on port N while running (on monitor.metrics_address, 127.0.0.1 by default)"
     )
     _common_flags(monitor, dashboard_default=True)
     monitor.set_defaults(handler=run_monitor)

@@ -71,14 +71,26 @@ def add_command(subparsers) -> None:
                    help="alert when the smoothed count stays above N (default: monitor.capacity_limit; 0: no alerts)")
     p.add_argument("--alert-seconds", type=_minutes_or_seconds, default=DEFAULT_ALERT_SECONDS, metavar="S",
                    help="shortest alert; shorter dips below the limit do not end one (default: %(default)g)")
+    p.add_argument("--from", dest="from_url", metavar="URL", help="report on a fleet from its central PostgreSQL "
+                   "(postgresql://..., filled by `occupancy sync`) instead of --db: a table of every room")
+    p.add_argument("--venue", action="append", metavar="NAME", help="with --from: only this venue's rooms, each with "
+                   "its full report (repeat for several)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    db_path = args.db or config.storage.database
-    limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
     if args.since and args.until and args.since >= args.until:
         raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M} must be before --until {args.until:%Y-%m-%d %H:%M}")
+    if args.from_url:
+        if args.db:
+            raise ConfigError("--db and --from: report on one local log or on the central store, not both")
+        from .fleet import run_fleet_report
+
+        return run_fleet_report(args, config)
+    if args.venue:
+        raise ConfigError("--venue: only with --from (a local log holds one venue)")
+    db_path = args.db or config.storage.database
+    limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
     report = build_report(
         db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
         min_coverage=args.min_coverage, capacity_limit=limit, alert_seconds=args.alert_seconds,

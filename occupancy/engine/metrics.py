@@ -52,15 +52,22 @@ class Metrics:
     """The monitor's metrics in their own registry; feed it with `observe(event)`."""
 
     def __init__(
-        self, info: dict[str, str], input_stats: Callable[[], dict[str, int]] = dict, voices_minutes: int | None = None
+        self, info: dict[str, str], input_stats: Callable[[], dict[str, int]] = dict, voices_minutes: int | None = None,
+        capacity_limit: int = 0,
     ):
-        """`voices_minutes`: the distinct-voices horizon with monitor.voices on, else None (no such gauge)."""
+        """`voices_minutes`: the distinct-voices horizon with monitor.voices on, else None (no such gauge);
+        `capacity_limit`: monitor.capacity_limit, served as a gauge the fleet's alert compares with (0: none)."""
         self.registry = CollectorRegistry()
         self.server = None
         r = self.registry
         self.count = Gauge("occupancy_count", "people speaking at once in the latest window (3 means 3+)", registry=r)
         self.smoothed = Gauge("occupancy_smoothed_count", "smoothed occupancy over the last windows", registry=r)
         self.windows = PromCounter("occupancy_windows", "windows counted", registry=r)
+        self.level = Gauge("occupancy_level_dbfs", "input level of the latest window (digital silence: a dead "
+                           "or muted microphone)", registry=r)
+        if capacity_limit > 0:
+            Gauge("occupancy_capacity_limit", "monitor.capacity_limit: the smoothed count above which the room is "
+                  "over capacity", registry=r).set(capacity_limit)
         self.last_window = Gauge(
             "occupancy_last_window_end_timestamp_seconds", "end of the latest counted window (Unix time)",
             registry=r,
@@ -82,6 +89,7 @@ class Metrics:
         self.count.set(event.count)
         self.smoothed.set(event.smoothed)
         self.windows.inc()
+        self.level.set(event.level_dbfs)
         self.last_window.set(event.end.timestamp())
         self.latency.observe(event.latency_ms / 1000.0)
         if self.voices is not None and event.voices is not None:
@@ -97,18 +105,22 @@ class Metrics:
         log.info("serving Prometheus metrics on http://%s:%d/metrics", addr, port)
 
 
-def serve_metrics(pipeline, config: Config, port: int, addr: str = "127.0.0.1") -> Metrics:
-    """Subscribe metrics to a pipeline (before it starts) and serve them on addr:port."""
+def serve_metrics(pipeline, config: Config, port: int, addr: str | None = None) -> Metrics:
+    """Subscribe metrics to a pipeline (before it starts) and serve them on addr:port (default:
+    monitor.metrics_address). Venue and room are in the info metric for joins; a fleet's Prometheus puts
+    them on every series as target labels (deploy/prometheus/)."""
     metrics = Metrics(
         {
             "venue": config.monitor.venue,
+            "room": config.monitor.room,
             "model": pipeline.counter.name,
             "compute": str(pipeline.counter.device),
             "source": pipeline.source.kind,
         },
         input_stats=pipeline.input_stats,
         voices_minutes=config.monitor.voices_minutes if config.monitor.voices else None,
+        capacity_limit=config.monitor.capacity_limit,
     )
     pipeline.subscribe(metrics.observe)
-    metrics.serve(port, addr)
+    metrics.serve(port, addr or config.monitor.metrics_address)
     return metrics

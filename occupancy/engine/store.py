@@ -43,6 +43,13 @@ hourly   one row per UTC hour, rebuilt from `events` for every hour a batch touc
   no window of the hour has the figure (monitor.voices off).
   Hours whose events were removed by retention keep their rollup.
 
+sync_cursor  one row per central store `occupancy sync` pushes to (see occupancy/fleet/sync.py)
+  target TEXT PK (user@host:port/database, never a password), box TEXT (this log's id there),
+  events_id INTEGER (the events up to this id have their hours pushed), events_run INTEGER (the run of
+  that event: another run there means ids were reused after `replay --replace`), first_pass_hour TEXT (the first
+  sync's progress through the hourly rows; NULL once done), runs_from INTEGER (runs from this id on are
+  pushed again: they may still grow), updated_utc TEXT.
+
 Crash safety: each batch (events + hourly + run totals) is one transaction, so `kill -9` loses
 at most the batch not yet flushed (`storage.flush_interval_s`) and never leaves the file corrupt.
 Before each commit the writer checks that the file at the log's path is still the one it opened.
@@ -173,6 +180,23 @@ def m004_distinct_voices(db: Database) -> None:
     db["hourly"].add_column("distinct_voices_peak", int)
     db["hourly"].add_column("distinct_voices_mean", float)
     db["hourly"].add_column("distinct_voices_seconds", float)
+
+
+@migrations()
+def m005_sync_cursor(db: Database) -> None:
+    """Where `occupancy sync` stands with each central store it pushes to (occupancy/fleet/sync.py): the log
+    stays the source of truth, so a sync cut anywhere resumes from here."""
+    db.execute(
+        """CREATE TABLE sync_cursor (
+            target TEXT PRIMARY KEY,
+            box TEXT NOT NULL,
+            events_id INTEGER NOT NULL DEFAULT 0,
+            events_run INTEGER,
+            first_pass_hour TEXT,
+            runs_from INTEGER NOT NULL DEFAULT 0,
+            updated_utc TEXT NOT NULL
+        )"""
+    )
 
 
 # An hour's distinct-voices figures: NULL (sum() and max() of nothing) for an hour without them.

@@ -18,7 +18,11 @@ FIGURE_DPI = 100  # FIGURE_INCHES x FIGURE_DPI = 1200 x 900 pixels
 def plot_report(report: Report, path: str | Path) -> None:
     """One PNG, FIGURE_INCHES at FIGURE_DPI: a weekday x hour heatmap above a daily line chart, and where the
     range has the distinct-voices figure a second heatmap of it between them."""
-    fig = report_figure(report)
+    save_figure(report_figure(report), path)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write a matplotlib Figure as PNG; a path that cannot be written is a one-line StorageError."""
     try:
         fig.savefig(path)
     except OSError as exc:

@@ -122,16 +122,31 @@ def heading(report: Report) -> list[str]:
     return lines
 
 
+def text_table(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A titled table as aligned text lines (the first column left-aligned, the others right-aligned)."""
+    lines = ["", title]
+    if not rows:
+        return lines + ["  (none)"]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for cells in [headers, *rows]:
+        lines.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    return lines
+
+
+def markdown_table(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A titled table as markdown lines (a level-2 heading, then the table)."""
+    lines = ["", f"## {title}", ""]
+    if not rows:
+        return lines + ["(none)"]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def render_text(report: Report, top: int) -> str:
     lines = heading(report)
     for title, headers, rows in sections(report, top):
-        lines += ["", title]
-        if not rows:
-            lines.append("  (none)")
-            continue
-        widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-        for cells in [headers, *rows]:
-            lines.append("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+        lines += text_table(title, headers, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -139,13 +154,7 @@ def render_markdown(report: Report, top: int) -> str:
     title, *rest = heading(report)
     lines = [f"# {title}", "", *[f"{line}  " for line in rest]]
     for name, headers, rows in sections(report, top):
-        lines += ["", f"## {name}", ""]
-        if not rows:
-            lines.append("(none)")
-            continue
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
-        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+        lines += markdown_table(name, headers, rows)
     return "\n".join(lines) + "\n"
 
 

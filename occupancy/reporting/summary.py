@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -158,7 +158,12 @@ def capacity_alerts(
     A stretch lasts at least `min_seconds`; dips shorter than that do not end it, so a busy evening
     is one alert, not hundreds of flickers.
     """
-    rows = events_above(db, since, until, limit)
+    return alert_stretches(events_above(db, since, until, limit), utc, min_seconds)
+
+
+def alert_stretches(rows: Iterable[dict], utc: bool, min_seconds: float) -> list[dict]:
+    """capacity_alerts() from the events above the limit (start_utc, end_utc, seconds, smoothed; oldest
+    first), whichever store they come from."""
     alerts: list[dict] = []
     last_start = None
     for row in rows:
@@ -234,10 +239,23 @@ def build_report(
         raise storage_error(db_path, exc) from None
     finally:
         db.close()
+    return assemble_report(
+        hours, alerts, database=str(db_path), venue=venue, since=since, until=until, by=by, utc=utc, top=top,
+        min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds,
+    )
+
+
+def assemble_report(
+    hours: list[Hour], alerts: list[dict], *, database: str, venue: str, since: datetime | None,
+    until: datetime | None, by: str, utc: bool, top: int, min_coverage: float, capacity_limit: int,
+    alert_seconds: float,
+) -> Report:
+    """The Report of hourly rows already read (at least one; `since`/`until` in the report's zone), from the
+    local log or the fleet's central store."""
     table = periods(hours, by, min_coverage)
     ranked = sorted((p for p in table if not p["low_coverage"]), key=_busyness)
     return Report(
-        database=str(db_path), venue=venue, zone="UTC" if utc else _zone_name(hours[0].local), by=by,
+        database=database, venue=venue, zone="UTC" if utc else zone_name(hours[0].local), by=by,
         first=since or hours[0].local, last=until or in_zone(hours[-1].local + _HOUR, utc),
         min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, hours=hours, periods=table,
         busiest=ranked[::-1][:top], quietest=ranked[:top], weekdays=weekday_comparison(hours, min_coverage),
@@ -246,6 +264,6 @@ def build_report(
     )
 
 
-def _zone_name(moment: datetime) -> str:
+def zone_name(moment: datetime) -> str:
     offset = moment.strftime("%z")
     return f"local time {moment.tzname()} (UTC{offset[:3]}:{offset[3:]})"

@@ -91,3 +91,13 @@ def test_the_venue_install_replays_the_sample_into_its_log_and_reports_it(venue,
     assert "2026-11-25 18:00" in report.stdout
     help_text = _run([venue["venv"] / "bin" / "occupancy", "--help"], env=venue["env"], cwd=tmp_path).stdout
     assert "monitor" in help_text and "classify" in help_text
+
+
+def test_the_venue_install_has_no_psycopg_and_sync_says_what_to_install(venue, tmp_path):
+    _run([venue["python"], "-c", "import importlib.util as u; assert u.find_spec('psycopg') is None"], env=venue["env"])
+    (tmp_path / "config.yaml").write_text("monitor:\n  venue: Library\n")
+    (tmp_path / "o.db").touch()
+    proc = subprocess.run([venue["venv"] / "bin" / "occupancy", "sync", "--db", "o.db", "--to", "postgresql://fleet@db/fleet"],
+                          capture_output=True, text=True, env=venue["env"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "pip install 'occupancy[fleet]'" in proc.stderr

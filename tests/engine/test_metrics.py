@@ -73,7 +73,9 @@ def test_replay_feeds_the_endpoint(tmp_path):
     within_1s = sum(e.latency_ms <= 1000 for e in events)
     assert value(latency, "occupancy_latency_seconds_bucket", le="1.0") == within_1s
     info = got["occupancy_monitor_info"][0].labels
-    assert info == {"venue": "My venue", "model": "counter", "compute": "cpu", "source": "replay"}
+    assert info == {"venue": "My venue", "room": "", "model": "counter", "compute": "cpu", "source": "replay"}
+    assert value(got["occupancy_level_dbfs"], "occupancy_level_dbfs") == last.level_dbfs
+    assert "occupancy_capacity_limit" not in got  # monitor.capacity_limit is 0: no limit
     for name in ("overflows", "dropped", "restarts"):  # a replay cannot drop: zero, but present
         assert value(got[f"occupancy_{name}"], f"occupancy_{name}_total") == 0
     assert "occupancy_distinct_voices" not in got  # monitor.voices is off

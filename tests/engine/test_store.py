@@ -127,7 +127,7 @@ def test_schema_is_created_once_in_wal_mode(tmp_path):
     assert {"events", "hourly", "runs"} <= set(db.table_names())
     applied = list(db.query("SELECT name FROM _sqlite_migrations WHERE migration_set = 'occupancy'"))
     assert [r["name"] for r in applied] == ["m001_initial_schema", "m002_sex_composition", "m003_hourly_sex_composition",
-                                             "m004_distinct_voices"]
+                                             "m004_distinct_voices", "m005_sync_cursor"]
 
 
 def test_a_log_from_before_the_sex_columns_keeps_its_rows_and_gains_them(tmp_path):
@@ -379,4 +379,4 @@ def test_first_opens_racing_each_other_migrate_once(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 4
+    assert open_store(path).execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 5
