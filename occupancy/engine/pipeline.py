@@ -47,6 +47,28 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def stopped_by_signals(stop: Callable[[], None]):
+    """While the block runs, SIGTERM and SIGHUP call `stop` (main thread only: signal handlers live there).
+    Once one has come they stay ignored afterwards, instead of going back to killing the process: a
+    storm of them must not end a run that stopped cleanly in exit 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        received.set()
+        stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if received.is_set() else handler)
+
+
 class Pipeline:
     """One run: `start()`, then `wait()` until the source ends (or `stop()`), then `close()`."""
 
@@ -152,6 +174,9 @@ class Pipeline:
         self.worker.join()
         self.writer.stop()
         elapsed = time.monotonic() - self._started
+        if self.writer.replaced:
+            log.info("replaced %d windows logged by run %s", self.writer.replaced.total(),
+                     ", ".join(str(run) for run in sorted(self.writer.replaced)))
         if not isinstance(self.writer.error, LogGoneError):  # else its windows went with the file
             log.info(
                 "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",

@@ -43,7 +43,7 @@ from textual.widgets import DataTable, Digits, Footer, Header, Static
 from ..config import Config
 from ..errors import OccupancyError, StorageError
 from ..engine.events import CountEvent, count_label
-from ..engine.pipeline import STOP_SIGNALS
+from ..engine.pipeline import STOP_SIGNALS, stopped_by_signals
 from ..reporting.summary import hourly_table
 
 log = logging.getLogger(__name__)
@@ -583,5 +583,6 @@ def run_dashboard(pipeline, config: Config) -> int:
         with logging_to(app):
             app.run()
     finally:
-        code = app.finish()
+        with stopped_by_signals(pipeline.stop):  # the app's own handlers are gone: the flush is not cut short
+            code = app.finish()
     return code
