@@ -48,6 +48,7 @@ _W64_RIFF = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"
 def check_wav_complete(path: Path) -> None:
     """Refuse a WAV (RIFF, RF64/BW64 or Wave64) whose data chunk is shorter than its header says:
     libsndfile would read it silently, and a replay would take its time from the header."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(16)
         if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
@@ -55,12 +56,12 @@ def check_wav_complete(path: Path) -> None:
             data = _riff_data(fh)
         elif head == _W64_RIFF:
             fh.seek(40)  # past the riff GUID, the file size and the wave GUID
-            data = _wave64_data(fh)
+            data = _wave64_data(fh, size)
         else:
             return  # another format: left to libsndfile
     if data is not None:
         begins, length = data
-        missing = begins + length - path.stat().st_size
+        missing = begins + length - size
         if missing > 0:
             raise AudioError(f"{path}: truncated WAV file ({missing} bytes of audio missing)")
 
@@ -84,13 +85,13 @@ def _riff_data(fh) -> tuple[int, int] | None:
     return None
 
 
-def _wave64_data(fh) -> tuple[int, int] | None:
+def _wave64_data(fh, size: int) -> tuple[int, int] | None:
     """Where a Wave64 file's audio begins and how many bytes its header says it holds (None: no data chunk)."""
     while len(chunk := fh.read(24)) == 24:
         guid, length = chunk[:16], struct.unpack("<Q", chunk[16:])[0]  # a chunk's size counts its 24-byte header
         if guid == b"data" + _W64_GUID:
             return fh.tell(), length - 24
-        if length < 24:
+        if not 24 <= length <= size:
             return None  # a broken chunk list: libsndfile says what is wrong
         fh.seek(length - 24 + (-length % 8), 1)  # chunks are aligned to 8 bytes
     return None

@@ -267,6 +267,20 @@ def test_truncated_rf64_and_wave64_files_are_refused(tmp_path, container):
     assert not (tmp_path / "log.db").exists()
 
 
+def test_a_wave64_chunk_longer_than_any_disk_is_one_line(tmp_path):
+    """A Wave64 chunk size of 2^52 bytes (a flipped header byte) made the completeness check seek past
+    what the file system allows: OSError, traceback."""
+    broken = tmp_path / "broken.wav"
+    sf.write(broken, read_audio(SAMPLE_AUDIO)[:16000], 16000, format="W64", subtype="PCM_16")
+    data = bytearray(broken.read_bytes())
+    assert data[40:44] == b"fmt "
+    data[56:64] = struct.pack("<Q", 1 << 52)  # the fmt chunk's size
+    broken.write_bytes(bytes(data))
+    result = occupancy("classify", broken, folder=tmp_path)
+    assert result.returncode == 2
+    assert one_error(result).startswith(f"{broken}: not a readable audio file (")
+
+
 def raw_rows(db: Path) -> list[tuple]:
     """Every event and run, read with sqlite3 alone (open_store refuses such a log)."""
     conn = sqlite3.connect(db)
