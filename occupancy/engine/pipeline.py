@@ -49,9 +49,9 @@ def _sigint_ignored():
 
 @contextmanager
 def stopped_by_signals(stop: Callable[[], None]):
-    """While the block runs, SIGTERM and SIGHUP call `stop` (main thread only: signal handlers live there).
-    Once one has come they stay ignored afterwards, instead of going back to killing the process: a
-    storm of them must not end a run that stopped cleanly in exit 143."""
+    """While the block runs, SIGTERM, SIGHUP and Ctrl-C (SIGINT) call `stop` (main thread only: signal
+    handlers live there). Once one has come they stay ignored afterwards, instead of going back to killing
+    the process: a storm of them must not end a run that stopped cleanly in exit 143 (or SIGINT's 130)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -61,7 +61,7 @@ def stopped_by_signals(stop: Callable[[], None]):
         received.set()
         stop()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, on_signal) for sig in (*STOP_SIGNALS, signal.SIGINT)}
     try:
         yield
     finally:

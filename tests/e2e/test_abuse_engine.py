@@ -307,16 +307,19 @@ def test_a_log_of_a_newer_schema_is_refused_by_every_command(tmp_path, run_1_log
     assert raw_rows(run_1_log) == before
 
 
-def test_a_storm_of_sigterms_still_ends_in_a_clean_exit(tmp_path):
-    """SIGTERM sent every few milliseconds until the replay has gone: the first stops it, the rest must
-    not kill it after its handler is gone (exit 143)."""
+@pytest.mark.parametrize("storm", [(signal.SIGTERM,), (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)])
+def test_a_storm_of_stop_signals_still_ends_in_a_clean_exit(tmp_path, storm):
+    """A stop signal sent every few milliseconds until the replay has gone: the first stops it, the rest
+    must not kill it after its handler is gone (exit 143, or -2 for a late Ctrl-C)."""
     db = tmp_path / "log.db"
     proc = start_occupancy("replay", SAMPLE_AUDIO, "--speed", "realtime", "--start", RUN_1, "--db", db, "--headless",
                            folder=tmp_path)
     try:
         wait_for(lambda: db.exists() and _count_events(db) >= 3, seconds=120)
+        sent = 0
         while proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(storm[sent % len(storm)])
+            sent += 1
             threading.Event().wait(0.002)
         _, err = proc.communicate(timeout=60)
     finally:
