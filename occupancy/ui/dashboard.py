@@ -583,6 +583,6 @@ def run_dashboard(pipeline, config: Config) -> int:
         with logging_to(app):
             app.run()
     finally:
-        with stopped_by_signals(pipeline.stop):  # the app's own handlers are gone: the flush is not cut short
+        with stopped_by_signals(pipeline.request_stop):  # the app's own handlers are gone: the flush is not cut short
             code = app.finish()
     return code

@@ -14,7 +14,7 @@ def run_headless(pipeline: Pipeline) -> int:
     printer = HeadlessPrinter(pipeline.input_stats)
     pipeline.subscribe(printer)
     try:
-        with stopped_by_signals(pipeline.stop):
+        with stopped_by_signals(pipeline.request_stop):
             pipeline.run()
     finally:
         printer.finish()
