@@ -84,16 +84,9 @@ _LOG_FILES = ("", "-wal", "-shm")  # a log in WAL mode: the database, its write-
 _HOUR = timedelta(hours=1)
 
 migrations = Migrations("occupancy")
-KNOWN_MIGRATIONS: list[str] = []  # every step of the schema this version knows, oldest first
 
 
-def _migration(step: Callable[[Database], None]) -> Callable[[Database], None]:
-    """Register a step of the schema (and remember its name: a log with steps past these is refused)."""
-    KNOWN_MIGRATIONS.append(step.__name__)
-    return migrations()(step)
-
-
-@_migration
+@migrations()
 def m001_initial_schema(db: Database) -> None:
     db.execute(
         """CREATE TABLE runs (
@@ -145,7 +138,7 @@ def m001_initial_schema(db: Database) -> None:
     )
 
 
-@_migration
+@migrations()
 def m002_sex_composition(db: Database) -> None:
     """Optional women/men estimate per window (model.sex); NULL where it was not asked for."""
     db["events"].add_column("women", int)
@@ -159,7 +152,7 @@ _SEX_TOTALS = """total(women * seconds) AS women_seconds, total(men * seconds) A
        total(CASE WHEN women IS NOT NULL THEN seconds END) AS sex_estimated_seconds"""
 
 
-@_migration
+@migrations()
 def m003_hourly_sex_composition(db: Database) -> None:
     """Hourly women/men totals, so reports can show them; filled in from the events already logged,
     leaving every other column of every hour as it was (hours emptied by retention get 0)."""
@@ -173,7 +166,7 @@ def m003_hourly_sex_composition(db: Database) -> None:
     """)
 
 
-@_migration
+@migrations()
 def m004_distinct_voices(db: Database) -> None:
     """Optional distinct-voices figure per window and per hour (monitor.voices); NULL where it was not
     asked for, so a log from before has nothing to fill in."""
@@ -320,7 +313,8 @@ def refuse_foreign(path: str | Path, db: Database) -> None:
 def refuse_newer(path: str | Path, db: Database) -> None:
     """A one-line StorageError (closing `db`) when the log's schema has steps this version does not know:
     a newer occupancy wrote it, and reading or writing it as this version's schema could mislead or damage it."""
-    newer = [m.name for m in migrations.applied(db) if m.name not in KNOWN_MIGRATIONS]
+    known = {m.name for m in migrations.pending(Database(memory=True))}  # pending on an empty database: every step
+    newer = [m.name for m in migrations.applied(db) if m.name not in known]
     if newer:
         db.close()
         raise StorageError(f"{path}: written by a newer version of occupancy (schema steps {', '.join(newer)} "
