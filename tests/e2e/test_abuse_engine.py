@@ -393,3 +393,39 @@ def read_all(fd: int) -> bytes:
     except OSError as exc:  # EIO: the other side is closed
         assert exc.errno == errno.EIO
     return b"".join(chunks)
+
+
+def test_a_storm_of_stop_signals_on_the_dashboard_still_closes_the_run(tmp_path):
+    """The dashboard's event loop resets SIGTERM/SIGHUP to the default as it closes: a storm then killed
+    the process before the log was flushed and the run closed (exit -1, stopped_utc NULL)."""
+    import fcntl
+    import termios
+
+    db = tmp_path / "log.db"
+    terminal, child_side = os.openpty()
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "replay", str(SAMPLE_AUDIO), "--speed", "realtime", "--start", RUN_1,
+         "--db", str(db), "--dashboard"],
+        stdin=child_side, stdout=child_side, stderr=child_side, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"},
+    )
+    os.close(child_side)
+    screen = threading.Thread(target=read_all, args=(terminal,), daemon=True)
+    screen.start()
+    try:
+        wait_for(lambda: db.exists() and _count_events(db) >= 3, seconds=120)
+        sent, deadline = 0, time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the dashboard hangs in the storm"
+            proc.send_signal((signal.SIGTERM, signal.SIGHUP)[sent % 2])
+            sent += 1
+            time.sleep(0.0005)
+    finally:
+        proc.kill()
+        screen.join(timeout=10)
+        os.close(terminal)
+    assert proc.returncode == 0
+    (run,) = run_rows(db)
+    assert run["stopped_utc"] is not None and 3 <= run["windows"] == len(logged_events(db)) < 90
+    assert_log_consistent(db)
