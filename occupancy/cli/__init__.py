@@ -11,9 +11,11 @@ User mistakes (OccupancyError) end as one line on stderr and a non-zero exit, ne
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import resource
 import sys
 
 # Before numpy loads: its BLAS would start a thread per core for the log-mel front end's matrix
@@ -122,3 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # output piped into `head` and closed: not an error worth a traceback
         return 0
+    except OSError as exc:  # from any part, e.g. a module imported late by a thread
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print(f"occupancy: error: too many open files ({exc.strerror}; this process may open {limit}: "
+              "raise the limit with `ulimit -n`)", file=sys.stderr)
+        return 2

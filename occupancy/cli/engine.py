@@ -183,12 +183,16 @@ def _parse_start(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"--start: not an ISO time (e.g. 2026-11-25T18:00:00+01:00), got {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # an offset past the calendar's ends
+        raise ConfigError(f"--start: {text} lies outside the calendar in UTC") from None
 
 
 def _run(pipeline, config: Config, dashboard: bool) -> int:
     """Run to the end of the source, or until Ctrl-C/SIGTERM/SIGHUP (or `q` on the dashboard); all stop cleanly."""
-    if dashboard and not sys.stdout.isatty():
+    # Textual draws on stderr; the headless lines go to stdout: the screen only where both are a terminal.
+    if dashboard and not all(stream is not None and stream.isatty() for stream in (sys.stdout, sys.stderr)):
         log.info("output is not a terminal: printing one line per window instead of the dashboard")
         dashboard = False
     if dashboard:

@@ -11,6 +11,7 @@ replays and the live microphone all go through it.
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import struct
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 _CHUNK_SECONDS = 30.0
+# The most samples (frames x channels) read from a file at once: 4 MB of float32, whatever its rate
+# and channel count (30 s of a 255-channel file took 3.6 GB).
+_BLOCK_SAMPLES = 1 << 20
 # Rates a recording can really have (telephone band to studio); outside them the header is wrong, and
 # believing it would stretch 5 s of samples into hours of made-up windows.
 RATE_RANGE = (4_000, 384_000)
@@ -36,24 +40,67 @@ _NOT_FILES = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: 
               stat.S_ISBLK: "a block device"}
 
 
+# Wave64 names its chunks by GUID: a four-letter tag, then these 12 bytes.
+_W64_GUID = b"\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+_W64_RIFF = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"
+
+
 def check_wav_complete(path: Path) -> None:
-    """Refuse a WAV whose data chunk is shorter than its header says: libsndfile would read it silently."""
+    """Refuse a WAV (RIFF, RF64/BW64 or Wave64) whose data chunk is shorter than its header says:
+    libsndfile would read it silently, and a replay would take its time from the header."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
-        header = fh.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return  # not RIFF/WAVE (e.g. RF64, W64): leave it to libsndfile
-        size = path.stat().st_size
-        while True:
-            chunk = fh.read(8)
-            if len(chunk) < 8:
-                return
-            tag, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if tag == b"data":
-                if length not in (0, 0xFFFFFFFF) and fh.tell() + length > size:
-                    missing = fh.tell() + length - size
-                    raise AudioError(f"{path}: truncated WAV file ({missing} bytes of audio missing)")
-                return
+        head = fh.read(16)
+        if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+            fh.seek(12)
+            data = _riff_data(fh)
+        elif head == _W64_RIFF:
+            fh.seek(40)  # past the riff GUID, the file size and the wave GUID
+            data = _wave64_data(fh, size)
+        else:
+            return  # another format: left to libsndfile
+    if data is not None:
+        begins, length = data
+        missing = begins + length - size
+        if missing > 0:
+            raise AudioError(f"{path}: truncated WAV file ({missing} bytes of audio missing)")
+
+
+def _riff_data(fh) -> tuple[int, int] | None:
+    """Where a RIFF or RF64 file's audio begins and how many bytes its header says it holds; None when
+    the header leaves it open (a recording still being written) or there is no data chunk."""
+    long_size = None  # RF64: the data chunk's real size, from the ds64 chunk
+    while len(chunk := fh.read(8)) == 8:
+        tag, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if tag == b"ds64":
+            body = fh.read(length)
+            long_size = struct.unpack("<Q", body[8:16])[0] if len(body) >= 16 else None
+            fh.seek(length & 1, 1)
+        elif tag == b"data":
+            if length == 0xFFFFFFFF:
+                length = long_size or 0
+            return (fh.tell(), length) if length else None
+        else:
             fh.seek(length + (length & 1), 1)
+    return None
+
+
+def _wave64_data(fh, size: int) -> tuple[int, int] | None:
+    """Where a Wave64 file's audio begins and how many bytes its header says it holds (None: no data chunk)."""
+    while len(chunk := fh.read(24)) == 24:
+        guid, length = chunk[:16], struct.unpack("<Q", chunk[16:])[0]  # a chunk's size counts its 24-byte header
+        if guid == b"data" + _W64_GUID:
+            return fh.tell(), length - 24
+        if not 24 <= length <= size:
+            return None  # a broken chunk list: libsndfile says what is wrong
+        fh.seek(length - 24 + (-length % 8), 1)  # chunks are aligned to 8 bytes
+    return None
+
+
+def display_name(path: str | Path) -> str:
+    """A path as text that can always be printed or stored: bytes of a name that are not UTF-8 are
+    shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def open_audio(path: str | Path) -> sf.SoundFile:
@@ -69,10 +116,9 @@ def open_audio(path: str | Path) -> sf.SoundFile:
         raise AudioError(f"{path}: not a regular file ({kind})")
     if info.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() == ".wav":
-        check_wav_complete(path)
+    check_wav_complete(path)
     try:
-        handle = sf.SoundFile(path)
+        handle = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except sf.LibsndfileError as exc:
         reason = str(exc).split(":", 1)[-1].strip() or "unreadable"
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
@@ -90,12 +136,14 @@ def open_audio(path: str | Path) -> sf.SoundFile:
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
-    """Average channels into contiguous float32 and replace NaN/inf samples by silence."""
+    """Average channels into contiguous float32: NaN/inf samples become silence, and samples past full
+    scale are clipped to it first (a float file can hold any number: 1e18 overflowed the model's front
+    end into NaN probabilities)."""
+    if not np.isfinite(block).all():
+        block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+    block = np.clip(block, -1.0, 1.0)
     mono = block.mean(axis=1) if block.ndim == 2 else block
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if not np.isfinite(mono).all():
-        mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    return mono
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 class Resampler:
@@ -120,18 +168,17 @@ class Resampler:
 
 
 def stream_audio(path: str | Path, chunk_seconds: float = _CHUNK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield a file as 16 kHz mono float32 chunks, so hours of audio never sit in memory at once."""
+    """Yield a file as 16 kHz mono float32 chunks, so hours of audio never sit in memory at once (at most
+    `chunk_seconds`, and at most _BLOCK_SAMPLES samples over all channels, are read at a time)."""
     path = Path(path)
     with open_audio(path) as handle:
         resampler = Resampler(handle.samplerate)
-        frames = max(1, int(chunk_seconds * handle.samplerate))
-        warned = False
+        frames = max(1, min(int(chunk_seconds * handle.samplerate), _BLOCK_SAMPLES // handle.channels))
+        warned = set()
         try:
             while True:
                 block = handle.read(frames, dtype="float32", always_2d=True)
-                if not warned and not np.isfinite(block).all():
-                    log.warning("%s: NaN or infinite samples replaced by silence", path)
-                    warned = True
+                _warn_of_bad_samples(block, path, warned)
                 chunk = resampler.push(to_mono(block)) if len(block) else resampler.flush()
                 if len(chunk):  # the resampler may hold back a short first block entirely
                     yield chunk
@@ -139,6 +186,19 @@ def stream_audio(path: str | Path, chunk_seconds: float = _CHUNK_SECONDS) -> Ite
                     return
         except sf.LibsndfileError as exc:
             raise AudioError(f"{path}: truncated or corrupt audio ({exc})") from None
+
+
+def _warn_of_bad_samples(block: np.ndarray, path: Path, warned: set[str]) -> None:
+    """Say once per file that samples were replaced by silence (NaN, inf) or clipped (past full scale)."""
+    if len(warned) == 2:
+        return
+    finite = np.isfinite(block)
+    if "nan" not in warned and not finite.all():
+        log.warning("%s: NaN or infinite samples replaced by silence", path)
+        warned.add("nan")
+    if "loud" not in warned and (np.abs(block[finite]) > 1.0).any():
+        log.warning("%s: samples beyond full scale (up to %.3g) clipped to it", path, float(np.abs(block[finite]).max()))
+        warned.add("loud")
 
 
 def read_audio(path: str | Path) -> np.ndarray:

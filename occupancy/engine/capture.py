@@ -29,9 +29,9 @@ import numpy as np
 import soundfile as sf
 
 from ..paths import SAMPLE_RATE, WINDOW_S
-from .audio import Resampler, WindowSlicer, open_audio, stream_audio, to_mono
+from .audio import Resampler, WindowSlicer, display_name, open_audio, stream_audio, to_mono
 from ..errors import AudioError, DeviceError
-from .events import TimedWindow
+from .events import LOG_TIMES, TimedWindow
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class FileSource:
         self.start_time = start
         self.block_s = block_size / SAMPLE_RATE
         self.repeat = repeat
-        self.name = ", ".join(p.name for p in self.paths)
+        self.name = ", ".join(display_name(p.name) for p in self.paths)
         self.status = "starting"
         self.error: Exception | None = None
         self._queue: queue.Queue | None = None
@@ -303,10 +303,20 @@ class FileSource:
         """(start, end) of each file: end to end from `begin`, or without it each ending at its
         modification time (a recording is last written when it ends)."""
         spans = []
+        earliest, latest = LOG_TIMES
         for path, duration in zip(self.paths, self._durations):
-            start = begin or datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
-            spans.append((start, start + timedelta(seconds=duration)))
-            begin = begin and spans[-1][1]
+            try:
+                start = begin or datetime.fromtimestamp(os.path.getmtime(path), UTC) - timedelta(seconds=duration)
+                end = start + timedelta(seconds=duration)
+                placed = earliest <= start and end <= latest
+            except (OverflowError, ValueError, OSError):  # past the calendar's ends
+                placed = False
+            if not placed:
+                raise AudioError(
+                    f"{path}: its {duration:.0f} s {'from ' + begin.isoformat() if begin else 'before its modification time'} "
+                    f"lie outside the times the log can hold ({earliest.date()} to {latest.date()} UTC): give another --start")
+            spans.append((start, end))
+            begin = begin and end
         return spans
 
     def start(self, blocks: queue.Queue) -> None:
@@ -326,7 +336,7 @@ class FileSource:
         try:
             while not self._stop.is_set():
                 for stream, (path, (file_start, _)) in enumerate(zip(self.paths, spans)):
-                    self.status = f"replaying {path.name}"
+                    self.status = f"replaying {display_name(path.name)}"
                     sent = self._feed_file(path, stream, file_start, clock, sent)
                     if self._stop.is_set():
                         break

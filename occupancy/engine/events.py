@@ -6,11 +6,15 @@ stage's module for its data types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from ..paths import SAMPLE_RATE
+
+# The times a window can be logged at: the log reaches a window before and the hour after each one,
+# which must still be dates (years 1 to 9999) where the calendar ends.
+LOG_TIMES = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,28 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def stopped_by_signals(stop: Callable[[], None]):
+    """While the block runs, SIGTERM, SIGHUP and Ctrl-C (SIGINT) call `stop` (main thread only: signal
+    handlers live there), which must take no lock (see Pipeline.request_stop). Once one has come they stay ignored afterwards, instead of going back to killing
+    the process: a storm of them must not end a run that stopped cleanly in exit 143 (or SIGINT's 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []  # a plain list, no lock: a handler can interrupt the main thread anywhere, even itself
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (*STOP_SIGNALS, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if received else handler)
+
+
 class Pipeline:
     """One run: `start()`, then `wait()` until the source ends (or `stop()`), then `close()`."""
 
@@ -86,6 +108,7 @@ class Pipeline:
         self._failed_callbacks: set[int] = set()
         self._launched = False  # start() got as far as starting the threads
         self._closed = False
+        self._stop_requested = False
         self._started = 0.0
 
     def subscribe(self, callback: Callable[[CountEvent], None]) -> None:
@@ -127,11 +150,16 @@ class Pipeline:
         """Ask the source to end; everything already captured is still counted and logged."""
         self.source.stop()
 
+    def request_stop(self) -> None:
+        """stop() at the next wait(): safe in a signal handler, which may interrupt the main thread while it
+        holds the very lock stop() takes (a storm of SIGTERMs deadlocked in the source's Event.set)."""
+        self._stop_requested = True
+
     def wait(self, timeout: float | None = None) -> bool:
         """True once every window is counted; stops the source early if any part has failed."""
         if not self._launched:
             return False
-        if self.error is not None:
+        if self.error is not None or self._stop_requested:
             self.stop()
         self.worker.join(timeout)
         return not self.worker.is_alive()
@@ -152,6 +180,9 @@ class Pipeline:
         self.worker.join()
         self.writer.stop()
         elapsed = time.monotonic() - self._started
+        if self.writer.replaced:
+            log.info("replaced %d windows logged by run %s", self.writer.replaced.total(),
+                     ", ".join(str(run) for run in sorted(self.writer.replaced)))
         if not isinstance(self.writer.error, LogGoneError):  # else its windows went with the file
             log.info(
                 "run %s: %d windows logged to %s in %.1f s (%.1f windows/s); %s; capture-to-log latency %s",

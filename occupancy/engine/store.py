@@ -77,6 +77,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .. import __version__
 from ..errors import LogGoneError, StorageError
 from ..paths import WINDOW_S
 from .events import CountEvent
@@ -276,13 +277,17 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         if readonly:
             if not path.is_file():
                 raise StorageError(f"{path}: no occupancy log yet (run `occupancy monitor` or `occupancy replay`)")
-            return Database(sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout))
+            db = Database(sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout))
+            with _closed_on_error(db):
+                refuse_newer(path, db)
+            return db
         path.parent.mkdir(parents=True, exist_ok=True)
         # Another program's file is refused before anything is written to it, not even WAL mode; through
         # a connection of its own (a read first on the writer's connection made one of two first opens
         # fail to switch to WAL mode).
         with closing(sqlite3.connect(str(path), timeout=timeout)) as probe:
             refuse_foreign(path, Database(probe))
+            refuse_newer(path, Database(probe))
         db = Database(sqlite3.connect(str(path), timeout=timeout))
         switch_to_wal(db, timeout)
         db.execute("PRAGMA synchronous=FULL")  # every commit reaches the disk: a power cut loses nothing committed
@@ -292,6 +297,15 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         return db
     except (sqlite3.Error, OSError) as exc:
         raise storage_error(path, exc) from None
+
+
+@contextmanager
+def _closed_on_error(db: Database) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error:
+        db.close()
+        raise
 
 
 def switch_to_wal(db: Database, timeout: float) -> None:
@@ -318,6 +332,17 @@ def refuse_foreign(path: str | Path, db: Database) -> None:
     if tables and not migrations.applied(db):
         db.close()
         raise StorageError(f"{path}: not an occupancy log (its tables {', '.join(sorted(tables))} were not written by occupancy)")
+
+
+def refuse_newer(path: str | Path, db: Database) -> None:
+    """A one-line StorageError (closing `db`) when the log's schema has steps this version does not know:
+    a newer occupancy wrote it, and reading or writing it as this version's schema could mislead or damage it."""
+    known = {m.name for m in migrations.pending(Database(memory=True))}  # pending on an empty database: every step
+    newer = [m.name for m in migrations.applied(db) if m.name not in known]
+    if newer:
+        db.close()
+        raise StorageError(f"{path}: written by a newer version of occupancy (schema steps {', '.join(newer)} "
+                           f"are unknown to occupancy {__version__}): upgrade occupancy to use this log")
 
 
 def read_only_uri(path: Path) -> str:
@@ -349,16 +374,16 @@ def start_run(
     claim: Iterable[Span] = (), replace: bool = False,
 ) -> int:
     """Record a new run and return its id. `claim` is the time its windows will cover when that is known
-    before they are counted (a replay's files): time another run logged there refuses the run, or with
-    `replace` is deleted first; in the run's own transaction, so two runs cannot both claim it."""
+    before they are counted (a replay's files, by their headers): time another run logged there refuses
+    the run, in the run's own transaction, so two runs cannot both claim it. With `replace` nothing is
+    refused or deleted here: each batch deletes what it replaces (write_batch), so a header claiming
+    more audio than the file holds never costs another run's windows."""
     row = {
         "started_utc": iso(datetime.now(UTC)), "source": source, "device": device,
         "model": model, "compute": compute, "hop_s": hop_s,
     }
     with write_transaction(db):
-        if replace:
-            _delete_logged(db, claim)
-        else:
+        if not replace:
             _refuse_logged(db, claim, None, "`replay --replace` deletes it first")
         return db["runs"].insert(row).last_pk
 
@@ -380,18 +405,27 @@ def event_row(event: CountEvent, run_id: int) -> dict:
     }
 
 
-def write_batch(db: Database, run_id: int, events: list[CountEvent], input_stats: dict[str, int]) -> None:
+def write_batch(
+    db: Database, run_id: int, events: list[CountEvent], input_stats: dict[str, int], *, replace: bool = False
+) -> Counter[int]:
     """Log a batch of events, refresh the hours they fall in and the run's totals: one transaction.
     Windows over time another run has logged are refused (two sources at once on one log, two replays
-    of the same time): an hour of the log is an hour of one microphone."""
+    of the same time): an hour of the log is an hour of one microphone. With `replace` (replay --replace)
+    what other runs logged there is deleted instead, in the same transaction: only time this batch's
+    decoded audio covers is ever replaced. Returns how many windows of which runs were deleted."""
+    deleted: Counter[int] = Counter()
     with write_transaction(db):
-        _refuse_logged(db, _stretches(events), run_id, "two runs cannot log the same time into one log")
+        if replace:
+            deleted = _delete_logged(db, _stretches(events), run_id)
+        else:
+            _refuse_logged(db, _stretches(events), run_id, "two runs cannot log the same time into one log")
         if events:
             db["events"].insert_all((event_row(e, run_id) for e in events), batch_size=500)
         _refresh_hours(db, {hour_start(e.start) for e in events})
         sets = ", ".join(f"{name} = ?" for name in input_stats)
         if sets:
             db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*input_stats.values(), run_id])
+    return deleted
 
 
 def _stretches(events: list[CountEvent]) -> list[Span]:
@@ -415,7 +449,19 @@ def _logged_in(db: Database, start: datetime, end: datetime, besides: int | None
         "WHERE start_utc >= ? AND start_utc < ? AND run_id IS NOT ? ORDER BY start_utc",
         [iso(start - _LONGEST_EVENT), iso(end), besides],
     )
-    return (row for row in rows if datetime.fromisoformat(row["start_utc"]) + timedelta(seconds=row["seconds"]) > start)
+    return (row for row in rows if _logged_start(db, row) + timedelta(seconds=row["seconds"]) > start)
+
+
+def _logged_start(db: Database, row: dict) -> datetime:
+    """An event row's start_utc as a UTC time; a one-line StorageError for a hand-edited one that is not."""
+    try:
+        moment = datetime.fromisoformat(row["start_utc"])
+        if moment.utcoffset() is not None and isinstance(row["seconds"], int | float):
+            return moment
+    except (TypeError, ValueError):
+        pass
+    raise StorageError(f"{_file_of(db)}: not a valid occupancy log (event {row['id']} has start_utc "
+                       f"{row['start_utc']!r} and seconds {row['seconds']!r}: a UTC time and a number are expected)")
 
 
 def _refuse_logged(db: Database, spans: Iterable[Span], besides: int | None, remedy: str) -> None:
@@ -435,16 +481,17 @@ def _refuse_logged(db: Database, spans: Iterable[Span], besides: int | None, rem
             )
 
 
-def _delete_logged(db: Database, spans: Iterable[Span]) -> None:
-    """Delete what earlier runs logged in `spans` (replay --replace), lower those runs' window counts so
-    that each still says how many of the log's windows it logged, and rebuild those hours."""
-    rows = [row for start, end in spans for row in _logged_in(db, start, end, None)]
+def _delete_logged(db: Database, spans: Iterable[Span], besides: int) -> Counter[int]:
+    """Delete what runs other than `besides` logged in `spans` (replay --replace), lower those runs' window
+    counts so that each still says how many of the log's windows it logged, and rebuild those hours.
+    Returns how many windows of which runs were deleted."""
+    rows = [row for start, end in spans for row in _logged_in(db, start, end, besides)]
+    deleted = Counter(row["run_id"] for row in rows)
     if rows:
         db.conn.executemany("DELETE FROM events WHERE id = ?", [(row["id"],) for row in rows])
-        deleted = Counter(row["run_id"] for row in rows)
         db.conn.executemany("UPDATE runs SET windows = windows - ? WHERE id = ?", [(n, run) for run, n in deleted.items()])
-        _refresh_hours(db, {hour_start(datetime.fromisoformat(row["start_utc"])) for row in rows})
-        log.info("replacing %d windows logged by run %s", len(rows), ", ".join(str(run) for run in sorted(deleted)))
+        _refresh_hours(db, {hour_start(_logged_start(db, row)) for row in rows})
+    return deleted
 
 
 def _refresh_hours(db: Database, hours: Iterable[datetime]) -> None:
@@ -563,6 +610,7 @@ class StoreWriter:
         self.run_id: int | None = None
         self._identity: dict[str, tuple[int, int] | None] = {}  # the open log's files: suffix -> (st_dev, st_ino)
         self.windows = 0
+        self.replaced: Counter[int] = Counter()  # with `replace`: windows of other runs deleted, by run
         self.error: StorageError | None = None
         self.log_latencies_ms: deque[float] = deque(maxlen=100_000)  # window captured -> batch committed
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -577,7 +625,7 @@ class StoreWriter:
             raise self.error
 
     def put(self, event: CountEvent) -> None:
-        if self.error is None:  # after a failure nothing drains the queue: do not let it grow
+        if self.error is None and self._thread.is_alive():  # after a failure nothing drains the queue: do not let it grow
             self._queue.put(event)
 
     def stop(self) -> None:
@@ -594,16 +642,33 @@ class StoreWriter:
             self._ready.set()
             self._loop(db)
             finish_run(db, self.run_id)
-        except StorageError as exc:
-            self.error = exc
-        except (sqlite3.Error, OSError) as exc:
-            self.error = storage_error(self.path, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure must stop the run loudly, never leave it logging nothing
+            self.error = self._as_storage_error(exc)
+            if not isinstance(self.error, LogGoneError):
+                self._close_run(db)
         finally:
             self._ready.set()
             if db is not None:
                 db.close()
             if isinstance(self.error, LogGoneError):
                 self._remove_orphans()
+
+    def _as_storage_error(self, exc: Exception) -> StorageError:
+        """The one-line error a failure of the writer ends the run with."""
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, sqlite3.Error | OSError):
+            return storage_error(self.path, exc)
+        return StorageError(f"{self.path}: the log writer failed ({type(exc).__name__}: {exc}); "
+                            "everything committed before is intact")
+
+    def _close_run(self, db: Database | None) -> None:
+        """After a failure, still mark the run as stopped where the log takes it."""
+        if db is not None and self.run_id is not None:
+            try:
+                finish_run(db, self.run_id)
+            except sqlite3.Error:
+                pass
 
     def _remove_orphans(self) -> None:
         """After the log was deleted or replaced: remove the write-ahead log and its index this run left at
@@ -650,7 +715,8 @@ class StoreWriter:
             raise LogGoneError(f"{self.path}: the log file was deleted or replaced during the run; "
                                f"stopped without logging the last {len(events)} windows")
         windows = self.windows + len(events)
-        write_batch(db, self.run_id, events, {"windows": windows, **self.input_stats()})
+        self.replaced += write_batch(db, self.run_id, events, {"windows": windows, **self.input_stats()},
+                                     replace=self.replace)
         self.windows = windows  # only once committed: a refused batch is not counted as logged
         committed = time.monotonic()
         self.log_latencies_ms.extend((committed - e.captured_at) * 1000 for e in events)

@@ -43,7 +43,7 @@ from textual.widgets import DataTable, Digits, Footer, Header, Static
 from ..config import Config
 from ..errors import OccupancyError, StorageError
 from ..engine.events import CountEvent, count_label
-from ..engine.pipeline import STOP_SIGNALS
+from ..engine.pipeline import STOP_SIGNALS, stopped_by_signals
 from ..reporting.summary import hourly_table
 
 log = logging.getLogger(__name__)
@@ -406,6 +406,10 @@ class OccupancyApp(App):
         self._hours_read_at = -1  # `received` when today's hours were last read from the log
         self.paused = False
         self.start_error: OccupancyError | None = None
+        # Whether the app's event loop takes SIGTERM/SIGHUP; run_dashboard takes them itself instead, and
+        # sets stop_asked: the loop resets them to the default (kill) as it closes, before the log is flushed.
+        self.loop_takes_signals = True
+        self.stop_asked = False
         self._started = clock()
         self._last_window_at = self._started  # clock() when the latest event arrived
         pipeline.subscribe(self._on_event)
@@ -473,7 +477,9 @@ class OccupancyApp(App):
         self.main.query_one(HourlyBars).top = top
         self.main.query_one(HistoryPlot).span_s = dashboard.history_minutes * 60.0
         self.main.query_one(ProbabilityBars).labels = tuple(count_label(c, top) for c in self.count_classes)
-        if threading.current_thread() is threading.main_thread():
+        if not self.loop_takes_signals:
+            self.set_interval(0.1, self._exit_when_asked)
+        elif threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 asyncio.get_running_loop().add_signal_handler(sig, self.exit)
         try:
@@ -484,6 +490,10 @@ class OccupancyApp(App):
             return
         self.refresh_view()
         self.set_interval(1.0 / dashboard.refresh_hz, self.refresh_view)
+
+    def _exit_when_asked(self) -> None:
+        if self.stop_asked:
+            self.exit()
 
     # --- state out (UI thread) -----------------------------------------------------------------
 
@@ -618,13 +628,23 @@ def watch_log(db_path: str | Path, config: Config) -> int:
 def run_dashboard(pipeline, config: Config) -> int:
     """Show the dashboard over `pipeline` (not started yet: the app starts it) until `q`, then
     close the pipeline. Returns the exit code; a failure to start (device, log) is raised."""
-    return _run_app(OccupancyApp(pipeline, config))
+    return _run_app(OccupancyApp(pipeline, config), stop=pipeline.request_stop)
 
 
-def _run_app(app: OccupancyApp) -> int:
-    try:
-        with logging_to(app):
-            app.run()
-    finally:
-        code = app.finish()
+def _run_app(app: OccupancyApp, stop=None) -> int:
+    """Run the app with the stop signals held from its first frame to the log's flush, so none can
+    kill it: a signal only flags the app (and `stop`s a pipeline), no lock is taken in the handler."""
+    app.loop_takes_signals = False
+
+    def on_stop_signal() -> None:
+        app.stop_asked = True
+        if stop is not None:
+            stop()
+
+    with stopped_by_signals(on_stop_signal):
+        try:
+            with logging_to(app):
+                app.run()
+        finally:
+            code = app.finish()
     return code

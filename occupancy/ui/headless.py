@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..engine.events import CountEvent
-from ..engine.pipeline import STOP_SIGNALS, Pipeline
+from ..engine.pipeline import Pipeline, stopped_by_signals
 
 
 def run_headless(pipeline: Pipeline) -> int:
     """Run the pipeline printing its windows, until the source ends, Ctrl-C, SIGTERM or SIGHUP (all stop cleanly)."""
     printer = HeadlessPrinter(pipeline.input_stats)
     pipeline.subscribe(printer)
-    previous = {sig: signal.signal(sig, lambda signum, frame: pipeline.stop()) for sig in STOP_SIGNALS}
     try:
-        pipeline.run()
+        with stopped_by_signals(pipeline.request_stop):
+            pipeline.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         printer.finish()
     return 0
 

@@ -282,7 +282,7 @@ def test_replaying_logged_time_again_is_refused_or_replaced_never_counted_twice(
                                  "2026-11-23 18:01:30 UTC already: `replay --replace` deletes it first")
     assert hours_of(db) == once and len(run_rows(db)) == 1  # refused before a run began
     assert main([*replay_at, "2026-11-23T18:00:30", "--replace"]) == 0
-    assert "replacing 60 windows logged by run 1" in capsys.readouterr().err
+    assert "replaced 60 windows logged by run 1" in capsys.readouterr().err
     assert hours_of(db) == [("2026-11-23T18:00:00.000+00:00", 120, 120.0)]  # 30 s of run 1, then 90 s of run 2
     assert [run["windows"] for run in run_rows(db)] == [90, 30]  # each run counts what it still holds
     assert_log_consistent(db)
