@@ -10,12 +10,15 @@ import argparse
 import math
 import sys
 from datetime import datetime
+from pathlib import Path
 
-from ..config import Config
+from ..config import Config, override
 from ..errors import ConfigError
 from ..reporting.plot import FIGURE_DPI, FIGURE_INCHES, plot_report
+from ..reporting.queries import in_zone
 from ..reporting.render import RENDERERS
 from ..reporting.summary import BY_CHOICES, DEFAULT_ALERT_SECONDS, DEFAULT_MIN_COVERAGE, build_report
+from .output import write_stdout
 
 
 def parse_when(text: str) -> datetime:
@@ -36,6 +39,13 @@ def _minutes_or_seconds(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
     return value
+
+
+def _before(since: datetime, until: datetime, utc: bool) -> bool:
+    """Whether --since is before --until; one with an offset and one without are compared in the report's zone."""
+    if (since.tzinfo is None) != (until.tzinfo is None):
+        since, until = in_zone(since, utc), in_zone(until, utc)
+    return since < until
 
 
 def add_command(subparsers) -> None:
@@ -67,8 +77,10 @@ def add_command(subparsers) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     db_path = args.db or config.storage.database
-    limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
-    if args.since and args.until and args.since >= args.until:
+    limit = override(config, "monitor", capacity_limit=args.capacity_limit).monitor.capacity_limit  # its range
+    if args.plot and Path(args.plot).suffix.lower() != ".png":  # before the report, which would print and then fail
+        raise ConfigError(f"--plot {args.plot}: the picture is a PNG: name a file ending in .png")
+    if args.since and args.until and not _before(args.since, args.until, args.utc):
         raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M} must be before --until {args.until:%Y-%m-%d %H:%M}")
     report = build_report(
         db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
@@ -79,7 +91,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         span = "".join(f" {word} {when}" for word, when in (("since", args.since), ("until", args.until)) if when)
         print(f"occupancy: no traffic logged in {db_path}{span}", file=sys.stderr)
         return 1
-    sys.stdout.write(RENDERERS[args.format](report, max(0, args.top)))
+    write_stdout(RENDERERS[args.format](report, max(0, args.top)))
     if args.plot:
         plot_report(report, args.plot)
     return 0
