@@ -269,12 +269,12 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     if kind == "path":
         if value is None and default is None:
             return None
-        if not isinstance(value, str) or not value:
-            fail("must be a path (a string)")
+        if not _is_path(value):
+            fail("must be a path (a string without NUL characters)")
         return _resolve(base, value)
     if kind == "paths":
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            fail("must be a list of paths")
+        if not isinstance(value, list) or not all(_is_path(v) for v in value):
+            fail("must be a list of paths (strings without NUL characters)")
         return [_resolve(base, v) for v in value]
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -303,6 +303,11 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     if (low is not None and value < low) or (high is not None and value > high):
         fail(f"must be between {low} and {high}")
     return value
+
+
+def _is_path(value: Any) -> bool:
+    """A string the system can take as a file name: not empty, no NUL (which every file call refuses)."""
+    return isinstance(value, str) and bool(value) and "\0" not in value
 
 
 def _number(value: Any) -> Any:

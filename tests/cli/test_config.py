@@ -150,7 +150,9 @@ def alias_bomb() -> str:
     ("monitor:\n  capacity_limit: " + "9" * 5000 + "\n", "invalid YAML at line 2, column 19: cannot read this value "
      "(Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits)"),
     ("audio:\n  device: 2026-02-30\n", "invalid YAML at line 2, column 11: cannot read this value (day is out of range for month)"),
-], ids=["alias-bomb", "alias-chain", "alias-loop", "deep-lists", "deep-maps", "5000-digits", "30-february"])
+    ('storage:\n  database: "log\\0.db"\n', "storage.database: must be a path (a string without NUL characters), got 'log\\x00.db'"),
+    ('data:\n  noise: ["a\\0"]\n', "data.noise: must be a list of paths (strings without NUL characters), got ['a\\x00']"),
+], ids=["alias-bomb", "alias-chain", "alias-loop", "deep-lists", "deep-maps", "5000-digits", "30-february", "nul-path", "nul-paths"])
 def test_configs_that_would_hang_or_crash_the_reader_are_one_line(tmp_path, text, expected):
     """Alias bombs, deep nesting and values Python cannot hold: refused before they are built (issue 26)."""
     proc = run_report_with_config(tmp_path, text)
