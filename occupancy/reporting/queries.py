@@ -122,18 +122,11 @@ def checked_hour(path: str | Path, row: dict) -> datetime:
     if missing:
         raise StorageError(f"{path}: table hourly has no column {', '.join(missing)} (was the log altered by hand?)")
 
-    try:
-        start = datetime.fromisoformat(row["hour_utc"])
-    except (TypeError, ValueError):
-        start = None
-    if (start is None or start.utcoffset() != timedelta(0) or start != start.replace(minute=0, second=0, microsecond=0)
-            or not EARLIEST <= start <= LATEST):
-        refuse("hour_utc", "must be the start of a UTC hour in ISO form, years 0001 to 9999")
+    start = _utc_time(row["hour_utc"])
+    if start is None or start != start.replace(minute=0, second=0, microsecond=0):
+        refuse("hour_utc", "must be the start of a UTC hour in ISO form")
     for column in _AMOUNTS + _OPTIONAL_AMOUNTS:
-        value = row[column]
-        if value is None and column in _OPTIONAL_AMOUNTS:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if not _amount(row[column]) and not (row[column] is None and column in _OPTIONAL_AMOUNTS):
             refuse(column, "must be a number, 0 or more")
     if not 0 < row["seconds"] <= 3600:
         refuse("seconds", "must be more than 0 and at most 3600")
@@ -152,20 +145,28 @@ def checked_event(path: str | Path, row: dict) -> tuple[datetime, datetime]:
         raise StorageError(f"{path}: table events, row starting {shown(row['start_utc'])}, column {column}: "
                            f"{what}, got {shown(row[column])} (was the log altered by hand?)")
 
-    times = []
-    for column in ("start_utc", "end_utc"):
-        try:
-            moment = datetime.fromisoformat(row[column])
-        except (TypeError, ValueError):
-            moment = None
-        if moment is None or moment.utcoffset() != timedelta(0) or not EARLIEST <= moment <= LATEST:
-            refuse(column, "must be a UTC time in ISO form, years 0001 to 9999")
-        times.append(moment)
+    start, end = _utc_time(row["start_utc"]), _utc_time(row["end_utc"])
+    for column, moment in (("start_utc", start), ("end_utc", end)):
+        if moment is None:
+            refuse(column, "must be a UTC time in ISO form")
     for column in ("seconds", "smoothed"):
-        value = row[column]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if not _amount(row[column]):
             refuse(column, "must be a number, 0 or more")
-    return times[0], times[1]
+    return start, end
+
+
+def _utc_time(value) -> datetime | None:
+    """A time as the log's writer writes it (ISO text, offset +00:00, inside [EARLIEST, LATEST]); else None."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.utcoffset() == timedelta(0) and EARLIEST <= moment <= LATEST else None
+
+
+def _amount(value) -> bool:
+    """Whether a column's value is a count or a time: a finite number, 0 or more (not text, a blob, NULL)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def logged_span(db: Database, path: str | Path) -> tuple[datetime, datetime] | None:
