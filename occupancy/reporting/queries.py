@@ -133,6 +133,8 @@ def checked_hour(path: str | Path, row: dict) -> datetime:
     for column in _PARTS_OF_SECONDS:
         if (row[column] or 0) > row["seconds"] + 1e-6:
             refuse(column, f"must be at most the hour's seconds ({row['seconds']:g})")
+    if row["person_seconds"] > row["peak_count"] * row["seconds"] + 1e-6:  # else a mean above the peak
+        refuse("person_seconds", f"must be at most peak_count x seconds ({row['peak_count'] * row['seconds']:g})")
     return start.astimezone(UTC)
 
 

@@ -115,12 +115,13 @@ def alter(db: Path, sql: str) -> None:
     ("UPDATE hourly SET seconds = 9000 WHERE hour_utc LIKE '%T12:%'", "column seconds: must be more than 0 and at most 3600"),
     ("UPDATE hourly SET person_seconds = -5 WHERE hour_utc LIKE '%T12:%'", "column person_seconds: must be a number, 0 or more"),
     ("UPDATE hourly SET seconds_2plus = 4000 WHERE hour_utc LIKE '%T12:%'", "column seconds_2plus: must be at most the hour's seconds (1200)"),
+    ("UPDATE hourly SET person_seconds = 1e6 WHERE hour_utc LIKE '%T12:%'", "column person_seconds: must be at most peak_count x seconds (2400)"),
     ("UPDATE hourly SET peak_count = x'00ff' WHERE hour_utc LIKE '%T12:%'", "column peak_count: must be a number, 0 or more, got b'\\x00\\xff'"),
     ("UPDATE hourly SET distinct_voices_mean = 'two' WHERE hour_utc LIKE '%T12:%'", "column distinct_voices_mean: must be a number"),
     ("UPDATE hourly SET hour_utc = '2026-11-23 12:30' WHERE hour_utc LIKE '%T12:%'", "column hour_utc: must be the start of a UTC hour"),
     ("UPDATE hourly SET hour_utc = '2026-11-23T12:00:00.000' WHERE hour_utc LIKE '%T12:%'", "column hour_utc: must be the start of a UTC hour"),
     ("UPDATE hourly SET hour_utc = 'yesterday' WHERE hour_utc LIKE '%T12:%'", "row 'yesterday', column hour_utc: must be the start"),
-], ids=["text", "zero", "over-an-hour", "negative", "share-over-1", "blob", "voices-text", "half-hour", "naive", "not-a-time"])
+], ids=["text", "zero", "over-an-hour", "negative", "share-over-1", "mean-over-peak", "blob", "voices-text", "half-hour", "naive", "not-a-time"])
 def test_a_hand_altered_hourly_table_is_one_line_naming_the_row_and_column(gappy_log, tmp_path, sql, expected):
     alter(gappy_log, sql)
     line = one_line(report(gappy_log, folder=tmp_path))
