@@ -36,16 +36,40 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
     return line.removeprefix("occupancy: error: ")
 
 
-@pytest.fixture
-def gappy_log(tmp_path) -> Path:
+def write_gappy_log(path: Path) -> Path:
     """20 min at 08:00 UTC, 20 min at 12:30, 10 min at 09:00 the next day: gaps of 3 and 20 hours."""
-    path = tmp_path / "log.db"
     db = open_store(path)
     log_counts(db, DAY, [1] * 1200)
     log_counts(db, DAY.replace(hour=12, minute=30), [2] * 1200)
     log_counts(db, DAY.replace(day=24, hour=9), [0] * 600)
     db.close()
     return path
+
+
+@pytest.fixture
+def gappy_log(tmp_path) -> Path:
+    """A log of this test's own, to alter or to watch the files beside it."""
+    return write_gappy_log(tmp_path / "log.db")
+
+
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory) -> Path:
+    """The same log, only read, shared by the tests of this module."""
+    return write_gappy_log(tmp_path_factory.mktemp("shared") / "log.db")
+
+
+@pytest.fixture(scope="module")
+def whole_report(shared_log, tmp_path_factory):
+    """The JSON report of all of shared_log in a zone, with or without --utc; each made once."""
+    made: dict[tuple[str, bool], dict] = {}
+    folder = tmp_path_factory.mktemp("whole")
+
+    def whole(zone: str, utc: bool) -> dict:
+        if (zone, utc) not in made:
+            made[zone, utc] = as_json(report(shared_log, "--format", "json", *(["--utc"] if utc else []), zone=zone,
+                                             folder=folder))
+        return made[zone, utc]
+    return whole
 
 
 def as_json(proc: subprocess.CompletedProcess) -> dict:
@@ -59,42 +83,42 @@ def as_json(proc: subprocess.CompletedProcess) -> dict:
     ["--since", "0001-01-01", "--until", "9999-12-31"], ["--since", "0001-01-01T00:00+14:00"],
     ["--until", "9999-12-31T23:59-12:00"], ["--since", "0001-01-01", "--utc"], ["--until", "9999-12-31T23:59", "--utc"],
 ], ids=" ".join)
-def test_dates_at_the_calendars_ends_report_what_is_logged_and_no_gap_outside_the_log(gappy_log, tmp_path, zone, args):
+def test_dates_at_the_calendars_ends_report_what_is_logged_and_no_gap_outside_the_log(
+        shared_log, whole_report, tmp_path, zone, args):
     """A range reaching year 1 or 9999 is the whole log: the same periods and gaps as no range at all, and
     no hour before the log's first or after its last (the future) listed as a gap."""
-    utc = ["--utc"] if "--utc" in args else []
-    whole = as_json(report(gappy_log, "--format", "json", *utc, zone=zone, folder=tmp_path))
-    wide = as_json(report(gappy_log, "--format", "json", *args, zone=zone, folder=tmp_path))
+    whole = whole_report(zone, "--utc" in args)
+    wide = as_json(report(shared_log, "--format", "json", *args, zone=zone, folder=tmp_path))
     assert wide["periods"] == whole["periods"] and len(whole["periods"]) == 3
     assert wide["gaps"] == whole["gaps"]
     assert [g["hours"] for g in whole["gaps"]] == [3, 20]
 
 
-def test_gaps_stop_at_the_logs_first_and_last_hour(gappy_log, tmp_path):
+def test_gaps_stop_at_the_logs_first_and_last_hour(shared_log, tmp_path):
     """--since before the log began and --until after its last hour: the hours outside were never monitored
     by this log (or have not come yet), so they are no gap; a gap --until cuts is counted up to it."""
-    data = as_json(report(gappy_log, "--format", "json", "--utc", "--since", "2026-11-01", "--until", "2027-01-01",
+    data = as_json(report(shared_log, "--format", "json", "--utc", "--since", "2026-11-01", "--until", "2027-01-01",
                           folder=tmp_path))
     assert [(g["start"], g["hours"]) for g in data["gaps"]] == [
         ("2026-11-23T09:00:00+00:00", 3), ("2026-11-23T13:00:00+00:00", 20)]
-    data = as_json(report(gappy_log, "--format", "json", "--utc", "--until", "2026-11-23T10:30", folder=tmp_path))
+    data = as_json(report(shared_log, "--format", "json", "--utc", "--until", "2026-11-23T10:30", folder=tmp_path))
     assert [(g["start"], g["end"], g["hours"]) for g in data["gaps"]] == [
         ("2026-11-23T09:00:00+00:00", "2026-11-23T11:00:00+00:00", 2)]
 
 
 @pytest.mark.parametrize("value", ["100000000000000000000", "1001", "-1"])
-def test_capacity_limit_flag_is_range_checked_like_the_config_key(gappy_log, tmp_path, value):
-    assert one_line(report(gappy_log, "--capacity-limit", value, folder=tmp_path)) == (
+def test_capacity_limit_flag_is_range_checked_like_the_config_key(shared_log, tmp_path, value):
+    assert one_line(report(shared_log, "--capacity-limit", value, folder=tmp_path)) == (
         f"command line: --capacity-limit: must be between 0 and 1000, got {value}")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 @pytest.mark.parametrize("form", ["table", "csv", "json"])
-def test_a_full_disk_on_standard_output_is_one_line(gappy_log, tmp_path, form):
+def test_a_full_disk_on_standard_output_is_one_line(shared_log, tmp_path, form):
     """A report bigger or smaller than Python's output buffer: either way one line and exit 2."""
     with open("/dev/full", "w") as full:
         proc = subprocess.run(
-            [sys.executable, "-c", CLI, "report", "--db", str(gappy_log), "--format", form], cwd=tmp_path,
+            [sys.executable, "-c", CLI, "report", "--db", str(shared_log), "--format", form], cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}, stdout=full, stderr=subprocess.PIPE,
             text=True, timeout=300,
         )
@@ -145,10 +169,10 @@ def test_a_hand_altered_event_is_one_line_when_alerts_read_it(gappy_log, tmp_pat
     assert line.startswith(f"{gappy_log}: table events, row starting ") and f"column {column}: must be" in line
 
 
-def test_since_and_until_one_with_an_offset_one_without_are_compared_in_the_reports_zone(gappy_log, tmp_path):
-    assert one_line(report(gappy_log, "--since", "2026-11-24", "--until", "2026-11-23T12:00+01:00", folder=tmp_path)) == (
+def test_since_and_until_one_with_an_offset_one_without_are_compared_in_the_reports_zone(shared_log, tmp_path):
+    assert one_line(report(shared_log, "--since", "2026-11-24", "--until", "2026-11-23T12:00+01:00", folder=tmp_path)) == (
         "--since 2026-11-24 00:00 must be before --until 2026-11-23 12:00")
-    data = as_json(report(gappy_log, "--format", "json", "--since", "2026-11-23T13:00", "--until", "2026-11-24T11:00+01:00",
+    data = as_json(report(shared_log, "--format", "json", "--since", "2026-11-23T13:00", "--until", "2026-11-24T11:00+01:00",
                           folder=tmp_path))  # Paris: 12:00 to 10:00 UTC
     assert [p["period"] for p in data["periods"]] == ["2026-11-23 13:00", "2026-11-24 10:00"]
 
@@ -170,8 +194,8 @@ def test_an_empty_path_is_refused_not_read_as_the_default_log(tmp_path, command)
     ("", "--plot: an empty path names no file (leave --plot out for the default)"),
     ("chart.txt", "--plot chart.txt: the picture is a PNG: name a file ending in .png"),
 ])
-def test_a_plot_that_cannot_be_a_png_is_refused_before_the_report(gappy_log, tmp_path, plot, expected):
-    assert one_line(report(gappy_log, "--plot", plot, folder=tmp_path)) == expected
+def test_a_plot_that_cannot_be_a_png_is_refused_before_the_report(shared_log, tmp_path, plot, expected):
+    assert one_line(report(shared_log, "--plot", plot, folder=tmp_path)) == expected
 
 
 def test_the_autumn_change_labels_the_repeated_hour_with_its_offset(tmp_path):
