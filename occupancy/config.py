@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,75 @@ _SECTION_CLASSES = {
 }
 
 
+# What a config file may hold, far beyond any real one (two levels deep, some 50 values): past these,
+# the file is refused before it is read into Python values.
+MAX_DEPTH = 20  # PyYAML reads nesting recursively: 100,000 levels overflow Python's stack
+MAX_VALUES = 10_000  # aliases count once per use: 486 bytes of nested aliases expand to billions
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader refusing what would hang or crash it: nesting deeper than MAX_DEPTH, aliases
+    expanding past MAX_VALUES values or into themselves, and scalars Python cannot hold (a 5,000-digit
+    integer, 30 February): each a YAML error at its line and column."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node):
+        _expanded_size(node, {})
+        return super().construct_document(node)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc).split(";")[0]  # not Python's advice to raise its limit on integer digits
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value ({reason})", node.start_mark) from None
+
+
+def _expanded_size(node: yaml.Node, seen: dict[int, tuple[int, int] | None]) -> tuple[int, int]:
+    """(values, depth) of `node` with its aliases expanded, each shared node measured once (`seen`); a
+    ComposerError past MAX_VALUES or MAX_DEPTH, or for an alias inside the value it names."""
+    key = id(node)
+    if key in seen:
+        if seen[key] is None:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to a value that contains it", node.start_mark)
+        return seen[key]
+    seen[key] = None
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+    sizes = [_expanded_size(child, seen) for child in children]
+    values, depth = 1 + sum(n for n, _ in sizes), 1 + max((d for _, d in sizes), default=0)
+    if values > MAX_VALUES:
+        raise yaml.composer.ComposerError(
+            None, None, f"its aliases expand to more than {MAX_VALUES:,} values", node.start_mark)
+    if depth > MAX_DEPTH:
+        raise yaml.composer.ComposerError(
+            None, None, f"its aliases nest more than {MAX_DEPTH} levels deep", node.start_mark)
+    seen[key] = values, depth
+    return values, depth
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 2, 60, 60, 40
+
+
+def shown(value: Any) -> str:
+    """`value` as an error message quotes it: its repr, cut short (a file's value can be any size)."""
+    return _SHOWN.repr(value)
+
+
 def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
     """The file to read: --config, else $OCCUPANCY_CONFIG, else ./config.yaml; None means defaults."""
     if explicit is not None:
@@ -140,7 +210,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     if file is None:
         return config_from_dict({}, None)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_ConfigLoader)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc}") from None
     except yaml.YAMLError as exc:
@@ -161,7 +231,7 @@ def config_from_dict(raw: Any, file: Path | None = None) -> Config:
         raise ConfigError(f"{name}: top level must be a mapping of sections ({', '.join(_SECTION_CLASSES)})")
     for key in raw:
         if key not in _SECTION_CLASSES:
-            raise ConfigError(f"{name}: unknown section '{key}' (allowed: {', '.join(_SECTION_CLASSES)})")
+            raise ConfigError(f"{name}: unknown section {shown(key)} (allowed: {', '.join(_SECTION_CLASSES)})")
     sections = {
         key: _build_section(name, base, key, cls, raw.get(key)) for key, cls in _SECTION_CLASSES.items()
     }
@@ -178,7 +248,7 @@ def _build_section(name: str, base: Path, section: str, cls, raw: Any):
     for key, value in raw.items():
         if key not in fields:
             raise ConfigError(
-                f"{name}: unknown key '{section}.{key}' (allowed: {', '.join(fields)})"
+                f"{name}: unknown key {shown(f'{section}.{key}')} (allowed: {', '.join(fields)})"
             )
         values[key] = _check_value(name, base, f"{section}.{key}", fields[key], value)
     for key, f in fields.items():
@@ -194,7 +264,7 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     kind = meta.get("kind")
 
     def fail(allowed: str):
-        raise ConfigError(f"{name}: {key}: {allowed}, got {value!r}")
+        raise ConfigError(f"{name}: {key}: {allowed}, got {shown(value)}")
 
     if kind == "device":
         if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
@@ -208,12 +278,12 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     if kind == "path":
         if value is None and default is None:
             return None
-        if not isinstance(value, str) or not value:
-            fail("must be a path (a string)")
+        if not _is_path(value):
+            fail("must be a path (a string without NUL characters)")
         return _resolve(base, value)
     if kind == "paths":
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            fail("must be a list of paths")
+        if not isinstance(value, list) or not all(_is_path(v) for v in value):
+            fail("must be a list of paths (strings without NUL characters)")
         return [_resolve(base, v) for v in value]
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -242,6 +312,11 @@ def _check_value(name: str, base: Path, key: str, f: dataclasses.Field, value: A
     if (low is not None and value < low) or (high is not None and value > high):
         fail(f"must be between {low} and {high}")
     return value
+
+
+def _is_path(value: Any) -> bool:
+    """A string the system can take as a file name: not empty, no NUL (which every file call refuses)."""
+    return isinstance(value, str) and bool(value) and "\0" not in value
 
 
 def _number(value: Any) -> Any:

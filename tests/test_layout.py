@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "occupancy"
@@ -72,6 +73,38 @@ def wall_violations(pairs: list[tuple[str, str]]) -> list[str]:
         elif mine == "reporting" and target != "occupancy.engine.store":
             broken.append(f"{source} imports {target} (reporting reads the store's schema and nothing else)")
     return broken
+
+
+def import_cycles(pairs: list[tuple[str, str]]) -> list[str]:
+    """Modules that import themselves through others (imports inside functions count: a cycle is one
+    design whichever import runs first), each cycle once, as 'a -> b -> a' from its first module by name."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for source, target in pairs:
+        if source != target:
+            graph[source].add(target)
+    cycles: dict[frozenset[str], str] = {}
+    for start in sorted(graph):
+        path_to = {start: [start]}  # the shortest import path from `start` to each module reached
+        queue = [start]
+        while queue:
+            module = queue.pop(0)
+            for target in sorted(graph[module]):
+                if target == start:
+                    members = path_to[module]
+                    cycles.setdefault(frozenset(members), " -> ".join([*members, start]))
+                elif target not in path_to:
+                    path_to[target] = [*path_to[module], target]
+                    queue.append(target)
+    return sorted(cycles.values())
+
+
+def test_no_module_imports_itself_through_others():
+    assert not import_cycles(all_imports()), "\n".join(import_cycles(all_imports()))
+
+
+def test_the_checker_sees_import_cycles():
+    pairs = [("a", "b"), ("b", "c"), ("c", "a"), ("a", "d"), ("d", "e"), ("e", "d"), ("f", "a"), ("g", "g")]
+    assert import_cycles(pairs) == ["a -> b -> c -> a", "d -> e -> d"]
 
 
 def test_every_part_imports_only_what_its_wall_allows():

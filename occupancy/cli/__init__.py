@@ -24,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .. import __version__
 from ..config import load_config
-from ..errors import MissingExtraError, OccupancyError
+from ..errors import ConfigError, MissingExtraError, OccupancyError
 
 # Every subcommand and the module that adds it, in the order `occupancy --help` lists them.
 COMMANDS = {
@@ -99,6 +99,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def run_handler(args: argparse.Namespace) -> int:
     """The subcommand's handler with the config; a package of the train extra missing (train,
     evaluate, bench, export or CUDA in a venue install) is a MissingExtraError saying what to install."""
+    for flag in ("config", "db", "plot"):
+        if getattr(args, flag, None) == "":  # else read as "not given": a replay would write the default log
+            raise ConfigError(f"--{flag}: an empty path names no file (leave --{flag} out for the default)")
     try:
         return int(args.handler(args, load_config(args.config)) or 0)
     except ModuleNotFoundError as exc:

@@ -10,12 +10,15 @@ import argparse
 import math
 import sys
 from datetime import datetime
+from pathlib import Path
 
-from ..config import Config
+from ..config import Config, override
 from ..errors import ConfigError, StorageError
 from ..reporting.plot import FIGURE_DPI, FIGURE_INCHES, plot_report
+from ..reporting.queries import in_zone
 from ..reporting.render import RENDERERS
 from ..reporting.summary import BY_CHOICES, DEFAULT_ALERT_SECONDS, DEFAULT_MIN_COVERAGE, build_report
+from .output import write_stdout
 
 
 def parse_when(text: str) -> datetime:
@@ -44,6 +47,13 @@ def write_output(path: str, text: str) -> None:
             out.write(text)
     except OSError as exc:
         raise StorageError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+
+
+def _before(since: datetime, until: datetime, utc: bool) -> bool:
+    """Whether --since is before --until; one with an offset and one without are compared in the report's zone."""
+    if (since.tzinfo is None) != (until.tzinfo is None):
+        since, until = in_zone(since, utc), in_zone(until, utc)
+    return since < until
 
 
 def add_command(subparsers) -> None:
@@ -79,7 +89,10 @@ def add_command(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    if args.since and args.until and args.since >= args.until:
+    limit = override(config, "monitor", capacity_limit=args.capacity_limit).monitor.capacity_limit  # its range
+    if args.plot and Path(args.plot).suffix.lower() != ".png":  # before the report, which would print and then fail
+        raise ConfigError(f"--plot {args.plot}: the picture is a PNG: name a file ending in .png")
+    if args.since and args.until and not _before(args.since, args.until, args.utc):
         raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M} must be before --until {args.until:%Y-%m-%d %H:%M}")
     if args.from_url:
         if args.db:
@@ -90,7 +103,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.venue:
         raise ConfigError("--venue: only with --from (a local log holds one venue)")
     db_path = args.db or config.storage.database
-    limit = config.monitor.capacity_limit if args.capacity_limit is None else args.capacity_limit
     report = build_report(
         db_path, since=args.since, until=args.until, by=args.by, utc=args.utc, top=max(0, args.top),
         min_coverage=args.min_coverage, capacity_limit=limit, alert_seconds=args.alert_seconds,
@@ -109,7 +121,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.output:
         write_output(args.output, text)
     else:
-        sys.stdout.write(text)
+        write_stdout(text)
     if args.plot:
         plot_report(report, args.plot)
     return 0

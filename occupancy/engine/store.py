@@ -277,7 +277,9 @@ def open_store(path: str | Path, *, readonly: bool = False, timeout: float = BUS
         if readonly:
             if not path.is_file():
                 raise StorageError(f"{path}: no occupancy log yet (run `occupancy monitor` or `occupancy replay`)")
-            db = Database(sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout))
+            conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=timeout)
+            conn.execute("PRAGMA query_only=ON")  # a reader opened read-write (see read_only_uri) still writes nothing
+            db = Database(conn)
             with _closed_on_error(db):
                 refuse_newer(path, db)
             return db
@@ -350,14 +352,17 @@ def read_only_uri(path: Path) -> str:
     SQLite memory-maps and may have to create or grow). Where that file cannot be made or grown (a
     read-only mount or folder, or a disk too full: growing the mapping there kills the reader with
     SIGBUS), the -shm is only read (readonly_shm: SQLite then indexes the -wal in private memory), or
-    without -shm and -wal the database alone is read (immutable)."""
+    without -shm and -wal the database alone is read (immutable).
+    A log found without -wal and -shm is opened read-write (the caller sets query_only): the -wal and -shm
+    SQLite makes for it are then removed when the last connection closes, where a read-only connection
+    would leave them behind."""
     uri = path.resolve().as_uri() + "?mode=ro"
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     wal_bytes = wal.stat().st_size if wal.exists() else 0
     disk = os.statvfs(path.parent)
     # The index takes 32 kB per 4,096 pages of -wal (1/512 of it); a MB more leaves the disk room to work.
     if os.access(path.parent, os.W_OK) and disk.f_bavail * disk.f_frsize >= (1 << 20) + wal_bytes // 512:
-        return uri
+        return uri.replace("mode=ro", "mode=rw") if not wal.exists() and not shm.exists() else uri
     if shm.exists():
         return uri + "&readonly_shm=1"
     if not wal_bytes:

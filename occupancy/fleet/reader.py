@@ -16,7 +16,7 @@ from ..engine.store import iso
 from ..errors import ConfigError, StorageError
 from ..reporting.fleet import FleetReport, busiest_slots, hour_of_day_means, room_label
 from ..reporting.queries import Hour, in_zone
-from ..reporting.summary import WEEKDAYS, Report, alert_stretches, assemble_report, zone_name
+from ..reporting.summary import WEEKDAYS, Report, alert_stretches, assemble_report, zone_names
 from .central import HOURLY_COLUMNS, SCHEMA, central_error, connect, import_psycopg, masked, pending_migrations
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def fleet_report(
         room["busiest"] = busiest_slots(slots[room["box_id"]], min_coverage)
         room["by_hour"] = hour_of_day_means(slots[room["box_id"]])
     return FleetReport(
-        store=masked(url), zone="UTC" if utc else zone_name(first), first=first, last=last,
+        store=masked(url), zone="UTC" if utc else zone_names([first]), first=first, last=last,
         min_coverage=min_coverage, rooms=rooms, reports=[r for r in reports if r is not None],
     )
 

@@ -37,7 +37,7 @@ import torch
 from ..config import Config
 from ..errors import ModelError, OccupancyError
 from ..models.architectures import LogMel
-from ..models.counter import load_counter
+from ..models import load_counter
 from ..models.files import metadata_path, onnx_path, weights_sha256
 from ..models.io import load_model
 from ..models.onnx_runtime import FRONT_END_KEY, WEIGHTS_KEY

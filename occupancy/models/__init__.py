@@ -8,7 +8,8 @@ Importing this package loads no model runtime: ONNX Runtime (onnx_runtime.py) or
 (torch_runtime.py, architectures.py, io.py) is imported when a counter or a network is built.
 """
 
-from .counter import Counter, load_counter
+from .counter import Counter
+from .runtimes import load_counter
 from .files import ARCHITECTURES, DEFAULT_ARCHITECTURE, default_model_path, read_metadata, sex_model_path
 
 __all__ = [

@@ -18,27 +18,21 @@ a VAD gate fixes that (see the issue's figures) while letting the network decide
 
 Two runtimes count this way from the same model file: ONNX Runtime (onnx_runtime.py), what monitor,
 replay and classify run on a CPU, without PyTorch; and PyTorch (torch_runtime.py), for training,
-evaluation, export, bench and CUDA. This module holds what they share and picks one.
+evaluation, export, bench and CUDA. This module holds what they share; runtimes.py picks one.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
 from ..paths import WINDOW
-from .files import default_model_path, sex_model_path
-
-log = logging.getLogger(__name__)
 
 VAD_FRAME = 512
 VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears a window at, where VAD_MAX_GAIN is enough to get it there
 VAD_MAX_GAIN = 10 ** (10 / 20)
-RUNTIMES = ("onnx", "torch")
 
 
 class Counter:
@@ -142,41 +136,3 @@ def _split_counts(sex: np.ndarray, counts: np.ndarray) -> np.ndarray:
         best = int(np.argmax(sex[i, 0, women] * sex[i, 1, count - women]))
         out[i] = (best, count - best)
     return out
-
-
-def cuda_available() -> bool:
-    """Whether PyTorch is installed and sees a CUDA GPU. torch is imported only where the NVIDIA
-    driver is loaded, so a CPU box (or an install without torch) decides without it."""
-    if importlib.util.find_spec("torch") is None or not Path("/proc/driver/nvidia").exists():
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
-                 vad_threshold: float = 0.5, threads: int = 0, sex: bool = False,
-                 runtime: str | None = None) -> Counter:
-    """Load a model file as a Counter; `threads` 0: all cores (ONNX Runtime) or torch's default.
-
-    Without a path: the shipped counter, or with `sex` the shipped sex-composition model.
-    `runtime` 'onnx' or 'torch'; by default PyTorch for CUDA (`device` 'cuda', or 'auto' with a CUDA
-    GPU present) and ONNX Runtime on the CPU, which never imports torch.
-    """
-    weights = Path(path) if path is not None else sex_model_path() if sex else default_model_path()
-    if path is None and not weights.is_file():
-        raise ModelError(f"no trained model is installed (expected {weights}); train one with `occupancy train`")
-    if runtime is None:
-        runtime = "torch" if device == "cuda" or (device == "auto" and cuda_available()) else "onnx"
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "torch":
-        from .torch_runtime import load_torch_counter
-
-        counter = load_torch_counter(weights, device, vad, vad_threshold, threads)
-    else:
-        from .onnx_runtime import load_onnx_counter
-
-        counter = load_onnx_counter(weights, vad, vad_threshold, threads)
-    log.debug("counter %s on %s (%s), vad=%s", weights.stem, counter.device, runtime, vad)
-    return counter

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 
+from .queries import clock
 from .summary import Report
 
 
@@ -18,7 +19,8 @@ def _percent(share: float) -> str:
 
 
 def _when(moment: datetime, seconds: bool = False) -> str:
-    return f"{moment:%a %Y-%m-%d %H:%M:%S}" if seconds else f"{moment:%a %Y-%m-%d %H:%M}"
+    """A local time as the text shows it, with its UTC offset where the clock shows that time twice."""
+    return clock(moment, "%a %Y-%m-%d %H:%M:%S" if seconds else "%a %Y-%m-%d %H:%M")
 
 
 def _span(minutes: float) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..engine.store import events_above, hour_start, storage_error
-from .queries import Hour, in_zone, load_hours, open_log
+from .queries import Hour, checked_event, clock, in_zone, load_hours, logged_span, open_log
 
 PERIOD_KEYS = (
     "period", "weekday", "hours", "minutes_covered", "mean_count", "peak_count",
@@ -29,10 +29,9 @@ DEFAULT_ALERT_SECONDS = 60.0  # a capacity alert lasts at least this long; short
 _HOUR = timedelta(hours=1)
 
 
-
 _PERIOD_OF: dict[str, Callable[[datetime], tuple[object, str]]] = {
-    "hour": lambda t: (t, f"{t:%Y-%m-%d %H:%M}"),
-    "day": lambda t: (t.date(), f"{t:%Y-%m-%d}"),
+    "hour": lambda t: (t, clock(t, "%Y-%m-%d %H:%M")),  # a local hour shown twice carries its UTC offset
+    "day": lambda t: (t.date(), t.date().isoformat()),
     "weekday-hour": lambda t: ((t.weekday(), t.hour, t.minute), f"{WEEKDAYS[t.weekday()]} {t:%H:%M}"),
 }
 
@@ -94,18 +93,18 @@ def hourly_table(
     if db is None:
         return []
     try:
-        return hours_of(db, since, until, utc=utc, min_coverage=min_coverage)
+        return hours_of(db, db_path, since, until, utc=utc, min_coverage=min_coverage)
     except sqlite3.Error as exc:
         raise storage_error(db_path, exc) from None
     finally:
         db.close()
 
 
-def hours_of(db: Database, since: datetime | None, until: datetime | None, *, utc: bool,
+def hours_of(db: Database, db_path: str | Path, since: datetime | None, until: datetime | None, *, utc: bool,
              min_coverage: float = DEFAULT_MIN_COVERAGE) -> list[dict]:
-    """hourly_table's rows from a connection already open (the dashboard watching a log opens its own)."""
+    """hourly_table's rows from a connection already open to `db_path` (the dashboard watching a log opens its own)."""
     since, until = (in_zone(t, utc) if t else None for t in (since, until))
-    groups = group_hours(load_hours(db, since, until, utc), "hour")
+    groups = group_hours(load_hours(db, db_path, since, until, utc), "hour")
     return [{**summarize(label, group, min_coverage), "local_start": group[0].local} for label, group in groups.values()]
 
 
@@ -130,28 +129,30 @@ def _busyness(period: dict) -> tuple[float, float]:
     return period["mean_count"], period["speech_minutes"]
 
 
-def gaps(hours: list[Hour], since: datetime | None, until: datetime | None, utc: bool) -> list[dict]:
-    """Stretches of whole log hours with no data at all, in [since, until) or between the first and last data."""
-    present = {datetime.fromisoformat(h.row["hour_utc"]) for h in hours}
+def gaps(hours: list[Hour], since: datetime | None, until: datetime | None, utc: bool,
+         logged: tuple[datetime, datetime] | None) -> list[dict]:
+    """Stretches of whole log hours with no data at all, in [since, until) or between the first and last data;
+    never before the log's first hour nor after its last (`logged`): that time was not monitored by this
+    log at all (nor has it come yet). One step per hour with data, so a range of centuries costs nothing."""
+    present = sorted(datetime.fromisoformat(h.row["hour_utc"]) for h in hours)
     if not present:
         return []
-    moment = hour_start(since) if since else min(present)
-    end = until if until else max(present) + _HOUR
+    logged = logged or (present[0], present[-1])
+    start = max(hour_start(since), logged[0]) if since else present[0]
+    end = min(until, logged[1] + _HOUR) if until else present[-1] + _HOUR
     result: list[dict] = []
-    while moment < end:
-        if moment not in present:
-            if result and result[-1]["_next"] == moment:
-                result[-1].update(_next=moment + _HOUR, hours=result[-1]["hours"] + 1)
-            else:
-                result.append({"_next": moment + _HOUR, "start": moment, "hours": 1})
-        moment += _HOUR
-    return [
-        {"start": in_zone(g["start"], utc), "end": in_zone(g["_next"], utc), "hours": g["hours"]} for g in result
-    ]
+    moment = start  # the first hour not yet known to have data
+    for hour in [*present, end]:
+        if hour > moment:
+            missing = -(-(min(hour, end) - moment) // _HOUR)  # whole hours starting before `hour` (and `end`)
+            nxt = moment + missing * _HOUR
+            result.append({"start": in_zone(moment, utc), "end": in_zone(nxt, utc), "hours": missing})
+        moment = max(moment, hour + _HOUR)
+    return result
 
 
 def capacity_alerts(
-    db: Database, since: datetime | None, until: datetime | None, limit: int, utc: bool, min_seconds: float
+    db: Database, db_path: str | Path, since: datetime | None, until: datetime | None, limit: int, utc: bool, min_seconds: float
 ) -> list[dict]:
     """Stretches when the smoothed count stayed above `limit`: start, end, duration, peak.
 
@@ -167,7 +168,7 @@ def alert_stretches(rows: Iterable[dict], utc: bool, min_seconds: float) -> list
     alerts: list[dict] = []
     last_start = None
     for row in rows:
-        start, end = datetime.fromisoformat(row["start_utc"]), datetime.fromisoformat(row["end_utc"])
+        start, end = checked_event(db_path, row)
         # the next window of a stretch starts one hop (`seconds`) later (allowing for clock jitter),
         # or after a dip shorter than min_seconds
         if alerts and (
@@ -183,7 +184,6 @@ def alert_stretches(rows: Iterable[dict], utc: bool, min_seconds: float) -> list
         alert["duration_s"] = (alert["end"] - alert["start"]).total_seconds()
         alert["start"], alert["end"] = in_zone(alert["start"], utc), in_zone(alert["end"], utc)
     return [a for a in alerts if a["duration_s"] >= min_seconds]
-
 
 
 @dataclass
@@ -231,39 +231,43 @@ def build_report(
     if db is None:
         return None
     try:
-        hours = load_hours(db, since, until, utc)
+        hours = load_hours(db, db_path, since, until, utc)
         if not hours:
             return None
-        alerts = capacity_alerts(db, since, until, capacity_limit, utc, alert_seconds) if capacity_limit > 0 else []
+        logged = logged_span(db, db_path)
+        alerts = capacity_alerts(db, db_path, since, until, capacity_limit, utc, alert_seconds) if capacity_limit > 0 else []
     except sqlite3.Error as exc:
         raise storage_error(db_path, exc) from None
     finally:
         db.close()
     return assemble_report(
         hours, alerts, database=str(db_path), venue=venue, since=since, until=until, by=by, utc=utc, top=top,
-        min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds,
+        min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, logged=logged,
     )
 
 
 def assemble_report(
     hours: list[Hour], alerts: list[dict], *, database: str, venue: str, since: datetime | None,
     until: datetime | None, by: str, utc: bool, top: int, min_coverage: float, capacity_limit: int,
-    alert_seconds: float,
+    alert_seconds: float, logged: tuple[datetime, datetime] | None = None,
 ) -> Report:
     """The Report of hourly rows already read (at least one; `since`/`until` in the report's zone), from the
-    local log or the fleet's central store."""
+    local log or the fleet's central store; `logged` is the first and last hour the source holds (UTC;
+    None: those of `hours`), outside which no time is a gap."""
     table = periods(hours, by, min_coverage)
     ranked = sorted((p for p in table if not p["low_coverage"]), key=_busyness)
     return Report(
-        database=database, venue=venue, zone="UTC" if utc else zone_name(hours[0].local), by=by,
+        database=database, venue=venue, zone="UTC" if utc else zone_names([h.local for h in hours]), by=by,
         first=since or hours[0].local, last=until or in_zone(hours[-1].local + _HOUR, utc),
         min_coverage=min_coverage, capacity_limit=capacity_limit, alert_seconds=alert_seconds, hours=hours, periods=table,
         busiest=ranked[::-1][:top], quietest=ranked[:top], weekdays=weekday_comparison(hours, min_coverage),
-        alerts=alerts, gaps=gaps(hours, since, until, utc), sex=any(h.row["sex_estimated_seconds"] for h in hours),
+        alerts=alerts, gaps=gaps(hours, since, until, utc, logged), sex=any(h.row["sex_estimated_seconds"] for h in hours),
         voices=any(h.row["distinct_voices_seconds"] for h in hours),
     )
 
 
-def zone_name(moment: datetime) -> str:
-    offset = moment.strftime("%z")
-    return f"local time {moment.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+def zone_names(moments: list[datetime]) -> str:
+    """The local zone's names and offsets these moments are in: 'local time CEST (UTC+02:00) and CET
+    (UTC+01:00)' for a range over the autumn change."""
+    zones = dict.fromkeys((m.tzname(), m.strftime("%z")) for m in moments)
+    return "local time " + " and ".join(f"{name} (UTC{offset[:3]}:{offset[3:]})" for name, offset in zones)

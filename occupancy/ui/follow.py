@@ -96,7 +96,7 @@ class LogFollower:
         """The dashboard's hourly table, read the same way as the windows."""
         try:
             with watching(self.db_path) as db:
-                return hours_of(db, since, until, utc=utc)
+                return hours_of(db, self.db_path, since, until, utc=utc)
         except StorageError as exc:
             log.debug("hours not readable now: %s", exc)
             return []

@@ -114,3 +114,58 @@ def test_console_script_bad_config_has_no_traceback(tmp_path):
     assert proc.stderr.strip() == (
         f"occupancy: error: {cfg_file}: storage.retention_days: must be between 0 and 36500, got -1"
     )
+
+
+def run_report_with_config(tmp_path, text: str) -> subprocess.CompletedProcess:
+    """`occupancy --config FILE report` in a child held to 1 GB of memory and a minute, as a venue runs it."""
+    import resource
+
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(text)
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "occupancy.cli", "--config", str(cfg_file), "report", "--db", str(tmp_path / "log.db")],
+        capture_output=True, text=True, timeout=60, preexec_fn=limit_memory,
+    )
+
+
+def alias_bomb() -> str:
+    """A "billion laughs": nine aliases of nine aliases ... of nine strings, a few hundred bytes expanding to 9^9 strings."""
+    parts = ["&a [" + ", ".join(['"lol"'] * 9) + "]"]
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        parts.append(f"&{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "monitor:\n  venue: [" + ", ".join(parts) + "]\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (alias_bomb(), "invalid YAML at line 2, column 202: its aliases expand to more than 10,000 values"),
+    ("monitor:\n  venue: [&a0 [1], " + ", ".join(f"&a{i} [*a{i - 1}]" for i in range(1, 30000)) + "]\n",
+     "its aliases nest more than 20 levels deep"),
+    ("audio:\n  device: &loop [*loop]\n", "invalid YAML at line 2, column 11: an alias refers to a value that contains it"),
+    ("audio: " + "[" * 100_000 + "]" * 100_000 + "\n", "invalid YAML at line 1, column 27: nested more than 20 levels deep"),
+    ("audio:\n  hop_s: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n", "nested more than 20 levels deep"),
+    ("monitor:\n  capacity_limit: " + "9" * 5000 + "\n", "invalid YAML at line 2, column 19: cannot read this value "
+     "(Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits)"),
+    ("audio:\n  device: 2026-02-30\n", "invalid YAML at line 2, column 11: cannot read this value (day is out of range for month)"),
+    ('storage:\n  database: "log\\0.db"\n', "storage.database: must be a path (a string without NUL characters), got 'log\\x00.db'"),
+    ('data:\n  noise: ["a\\0"]\n', "data.noise: must be a list of paths (strings without NUL characters), got ['a\\x00']"),
+], ids=["alias-bomb", "alias-chain", "alias-loop", "deep-lists", "deep-maps", "5000-digits", "30-february", "nul-path", "nul-paths"])
+def test_configs_that_would_hang_or_crash_the_reader_are_one_line(tmp_path, text, expected):
+    """Alias bombs, deep nesting and values Python cannot hold: refused before they are built (issue 26)."""
+    proc = run_report_with_config(tmp_path, text)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"occupancy: error: {tmp_path / 'config.yaml'}: ") and line.endswith(expected)
+
+
+def test_an_error_quotes_a_huge_value_cut_short(tmp_path):
+    """The message names the key and shows the value's start, not all of it."""
+    proc = run_report_with_config(tmp_path, "monitor:\n  capacity_limit: " + "9" * 4000 + "\nstorage:\n  database: [" + "x, " * 5000 + "]\n")
+    assert proc.returncode == 2
+    assert proc.stderr == (f"occupancy: error: {tmp_path / 'config.yaml'}: monitor.capacity_limit: must be between 0 and "
+                           f"1000, got {'9' * 18}...{'9' * 19}\n")
+    proc = run_report_with_config(tmp_path, "storage:\n  database: [" + "x, " * 5000 + "]\n")
+    assert proc.returncode == 2 and len(proc.stderr) < 300 and "storage.database: must be a path" in proc.stderr

@@ -121,7 +121,7 @@ def test_missing_or_incomplete_metadata_is_refused(saved):
 
 
 def test_missing_default_model_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr("occupancy.models.counter.default_model_path", lambda: tmp_path / "counter.safetensors")
+    monkeypatch.setattr("occupancy.models.runtimes.default_model_path", lambda: tmp_path / "counter.safetensors")
     with pytest.raises(ModelError, match="occupancy train"):
         load_counter()
 

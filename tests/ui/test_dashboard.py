@@ -30,7 +30,7 @@ from occupancy.ui.dashboard import (
     logging_to,
 )
 from occupancy.errors import StorageError
-from occupancy.models.counter import default_model_path, load_counter, sex_model_path
+from occupancy.models import default_model_path, load_counter, sex_model_path
 from occupancy.engine.pipeline import Pipeline
 from occupancy.sample import SAMPLE_AUDIO, load_truth
 from occupancy.engine.store import open_store, start_run, write_batch
