@@ -19,6 +19,21 @@ if ! grep -q 'libportaudio\.so\.2' <<<"$libraries"; then
     fi
 fi
 
+# The real servers the tests run against (skipped with a reason where missing): headless Chromium for the HTML
+# report, PostgreSQL and Prometheus (with promtool) for the fleet. Installed only where missing, as root.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing ${missing[*]} (the servers the tests run against) with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "setup: ${missing[*]} missing and this is not root: their tests will be skipped" >&2
+    fi
+fi
+
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
     echo "setup: Python 3.11 or newer is needed, $PYTHON is $("$PYTHON" --version 2>&1)" >&2
