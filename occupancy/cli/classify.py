@@ -2,7 +2,7 @@
 
 The `--json` output is one object per line and is read by outside evaluation scripts, so its keys
 are a stable contract: {"path", "start_s", "end_s", "count", "probabilities"}, plus {"women", "men"}
-with --sex (a model trained with a sex-composition head; see the README for how far to trust it), and
+with --sex (a model trained with a sex-composition head; see docs/counter.md for how far to trust it), and
 {"voices"} with --voices (distinct voices heard in the file within the horizon up to that window; each
 file starts from none). A path's bytes that are not UTF-8 are written as \\xNN escapes, so every line is
 valid JSON text.

@@ -90,7 +90,7 @@ def add_voices_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--voices", action="store_true", default=None,
         help="also estimate how many different people spoke in the last minutes (monitor.voices; voiceprints "
-             "stay in memory, never written: see the README)",
+             "stay in memory, never written: see docs/counter.md)",
     )
     parser.add_argument(
         "--voices-minutes", metavar="N",
