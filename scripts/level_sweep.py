@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from occupancy.engine.audio import read_audio
-from occupancy.models.counter import load_counter
+from occupancy.models import load_counter
 from occupancy.paths import SAMPLE_RATE
 
 LEVELS_DBFS = (-70, -65, -60, -55, -50, -45, -40, -35, -30, -25, -20, -15, -10, -6)

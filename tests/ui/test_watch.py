@@ -18,7 +18,7 @@ from occupancy.config import Config
 from occupancy.engine.audio import read_audio
 from occupancy.engine.store import finish_run, open_store, start_run, write_batch
 from occupancy.errors import StorageError
-from occupancy.models.counter import default_model_path
+from occupancy.models.files import default_model_path
 from occupancy.sample import SAMPLE_AUDIO
 from occupancy.ui.dashboard import HelpScreen, OccupancyApp, ReportScreen, short_path
 from occupancy.ui.follow import QUIET_S, LogFollower
