@@ -10,7 +10,7 @@ import time
 
 from ..config import Config
 from ..errors import ConfigError, OccupancyError
-from .report import _minutes_or_seconds
+from .arguments import minutes_or_seconds
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--to", metavar="URL", help="postgresql://user@host:port/database (default: storage.sync_url)")
     p.add_argument("--events", action="store_true", help="also push the per-window events (86,400 rows a day at the "
                    "default hop: for capacity alerts in central reports; see docs/fleet.md for the cost)")
-    p.add_argument("--every", type=_minutes_or_seconds, metavar="S", help="keep running, syncing every S seconds (a failed "
+    p.add_argument("--every", type=minutes_or_seconds, metavar="S", help="keep running, syncing every S seconds (a failed "
                    "sync is logged and retried at the next turn)")
     p.add_argument("--full", action="store_true", help="push the whole log again (after the central store was "
                    "restored from an older backup)")

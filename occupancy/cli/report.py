@@ -7,7 +7,6 @@ Exit codes: 0 report printed; 1 nothing logged in the range (one line on stderr,
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..reporting.plot import FIGURE_DPI, FIGURE_INCHES, plot_report
 from ..reporting.queries import in_zone
 from ..reporting.render import RENDERERS
 from ..reporting.summary import BY_CHOICES, DEFAULT_ALERT_SECONDS, DEFAULT_MIN_COVERAGE, build_report
+from .arguments import minutes_or_seconds
 from .output import write_stdout
 
 
@@ -27,18 +27,6 @@ def parse_when(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date or time (e.g. 2026-11-23 or 2026-11-23T18:00), got {text!r}") from None
-
-
-def _minutes_or_seconds(text: str) -> float:
-    """argparse type for --min-coverage and --alert-seconds: a finite number, 0 or more (NaN would pass
-    every comparison and flag or alert nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
-    return value
 
 
 def write_output(path: str, text: str) -> None:
@@ -75,11 +63,11 @@ def add_command(subparsers) -> None:
                    f"into one PNG ({FIGURE_INCHES[0] * FIGURE_DPI:.0f}x{FIGURE_INCHES[1] * FIGURE_DPI:.0f} px)")
     p.add_argument("--top", type=int, default=5, metavar="N", help="busiest/quietest periods and gaps listed (default: 5)")
     p.add_argument("--utc", action="store_true", help="show and read times in UTC instead of local time")
-    p.add_argument("--min-coverage", type=_minutes_or_seconds, default=DEFAULT_MIN_COVERAGE, metavar="MIN",
+    p.add_argument("--min-coverage", type=minutes_or_seconds, default=DEFAULT_MIN_COVERAGE, metavar="MIN",
                    help="monitored minutes per hour below which a period is flagged LOW (default: %(default)g)")
     p.add_argument("--capacity-limit", type=int, metavar="N",
                    help="alert when the smoothed count stays above N (default: monitor.capacity_limit; 0: no alerts)")
-    p.add_argument("--alert-seconds", type=_minutes_or_seconds, default=DEFAULT_ALERT_SECONDS, metavar="S",
+    p.add_argument("--alert-seconds", type=minutes_or_seconds, default=DEFAULT_ALERT_SECONDS, metavar="S",
                    help="shortest alert; shorter dips below the limit do not end one (default: %(default)g)")
     p.add_argument("--from", dest="from_url", metavar="URL", help="report on a fleet from its central PostgreSQL "
                    "(postgresql://..., filled by `occupancy sync`) instead of --db: a table of every room")

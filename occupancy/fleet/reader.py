@@ -153,7 +153,8 @@ def _venue_report(conn, url: str, box: dict, *, since, until, utc: bool, capacit
         if not events and not conn.execute(f"SELECT 1 FROM {SCHEMA}.events WHERE box_id = %s LIMIT 1", [box["id"]]).fetchone():
             log.warning("%s: no events synced (occupancy sync --events): capacity alerts cannot be shown", room_label(box))
         alerts = alert_stretches(
-            ({**e, "start_utc": iso(e["start_utc"]), "end_utc": iso(e["end_utc"])} for e in events), utc, alert_seconds
+            ({**e, "start_utc": iso(e["start_utc"]), "end_utc": iso(e["end_utc"])} for e in events), utc, alert_seconds,
+            masked(url),
         )
     return assemble_report(
         hours, alerts, database=f"{masked(url)} ({room_label(box)})", venue=room_label(box), since=since, until=until,

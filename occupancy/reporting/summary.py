@@ -159,16 +159,16 @@ def capacity_alerts(
     A stretch lasts at least `min_seconds`; dips shorter than that do not end it, so a busy evening
     is one alert, not hundreds of flickers.
     """
-    return alert_stretches(events_above(db, since, until, limit), utc, min_seconds)
+    return alert_stretches(events_above(db, since, until, limit), utc, min_seconds, db_path)
 
 
-def alert_stretches(rows: Iterable[dict], utc: bool, min_seconds: float) -> list[dict]:
+def alert_stretches(rows: Iterable[dict], utc: bool, min_seconds: float, source: str | Path) -> list[dict]:
     """capacity_alerts() from the events above the limit (start_utc, end_utc, seconds, smoothed; oldest
-    first), whichever store they come from."""
+    first), whichever store they come from (`source`, named when a row is not what it should be)."""
     alerts: list[dict] = []
     last_start = None
     for row in rows:
-        start, end = checked_event(db_path, row)
+        start, end = checked_event(source, row)
         # the next window of a stretch starts one hop (`seconds`) later (allowing for clock jitter),
         # or after a dip shorter than min_seconds
         if alerts and (

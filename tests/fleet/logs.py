@@ -36,7 +36,7 @@ def log_run(path: Path, events: list[CountEvent], *, replace: bool = False) -> i
     run = start_run(db, source="replay", device="test.wav", model="test", compute="cpu", hop_s=1.0,
                     claim=claim, replace=replace)
     for start in range(0, len(events), 5000):
-        write_batch(db, run, events[start:start + 5000], {"windows": min(len(events), start + 5000)})
+        write_batch(db, run, events[start:start + 5000], {"windows": min(len(events), start + 5000)}, replace=replace)
     finish_run(db, run)
     db.close()
     return run

@@ -412,6 +412,7 @@ def test_older_schema_is_migrated(capsys, tmp_path, monkeypatch):
     newer()(store.m002_sex_composition)
     newer()(store.m003_hourly_sex_composition)
     newer()(store.m004_distinct_voices)
+    newer()(store.m005_sync_cursor)
 
     @newer()
     def m999_index_on_smoothed(db):
