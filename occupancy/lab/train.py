@@ -65,6 +65,7 @@ class TrainSettings:
     paper_share: float = 0.2  # share of each epoch drawn with the seed paper's recipe
     scene_share: float = 0.0  # share of each epoch drawn from conversation scenes (lab/data/scenes.py)
     real_voice_share: float = 0.0  # realistic mixtures and scenes with one real voice of data.voices among the talkers
+    pause_tone_share: float = 0.0  # empty rooms and backgrounds heard in the pauses of the training speech
     min_snr_db: float = 3.0  # lowest speech-to-background ratio of realistic mixtures and scenes (up to 30 dB)
     sex_head: bool = False
     patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
@@ -105,6 +106,9 @@ def _datasets(config: Config, s: TrainSettings):
     if s.sex_head and s.real_voice_share > 0:
         raise OccupancyError("--real-voice-share: the real voices have no known sex, so a sex-head model cannot "
                              "learn from them (use 0 with --sex-head)")
+    for flag, share in (("--real-voice-share", s.real_voice_share), ("--pause-tone-share", s.pause_tone_share)):
+        if not 0 <= share <= 1:
+            raise OccupancyError(f"{flag}: must be between 0 and 1, got {share}")
     if not 0 <= s.min_snr_db < 30:
         raise OccupancyError(f"--min-snr-db: must be at least 0 and below 30 dB, got {s.min_snr_db}")
     splits = load_splits(config.data)
@@ -113,7 +117,7 @@ def _datasets(config: Config, s: TrainSettings):
     lengths = {s.recipe: s.train_length - sum(lengths.values()), **lengths}
     seeds = {s.recipe: s.seed, "paper": s.seed + 1, "scenes": s.seed + 3}  # + 2 is validation's
     mixing = dict(reverb_share=s.reverb_share, max_speakers=s.max_speakers, real_voice_share=s.real_voice_share,
-                  snr_db=(s.min_snr_db, 30.0))
+                  snr_db=(s.min_snr_db, 30.0), pause_tone_share=s.pause_tone_share)
     parts = [MixtureDataset(splits, split="train", recipe=recipe, length=length, seed=seeds[recipe], fresh=True,
                             **mixing)
              for recipe, length in lengths.items() if length > 0]
@@ -429,7 +433,7 @@ def _metadata(s: TrainSettings, model: nn.Module, config: Config, epoch: int, va
         "window_s": 1.0,
         "recipe": dataclasses.asdict(s),
         "training_data": [str(Path(p).name) for p in (*config.data.corpora, *config.data.noise,
-                                                      *(config.data.voices if s.real_voice_share > 0 else ()))],
+                                                      *(config.data.voices if max(s.real_voice_share, s.pause_tone_share) > 0 else ()))],
         "parameters": count_parameters(model),
         "metrics": {"best_epoch": epoch + 1, "val_accuracy": round(val_acc, 4), "train_minutes": round(minutes, 1)},
     }

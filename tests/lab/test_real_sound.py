@@ -14,7 +14,7 @@ pytest.importorskip("torch", reason="needs PyTorch: the train extra (pip install
 
 from occupancy.engine.audio import read_audio  # noqa: E402
 from occupancy.lab.data import MixtureDataset, load_splits  # noqa: E402
-from occupancy.lab.data.corpus import WINDOW, read_voices  # noqa: E402
+from occupancy.lab.data.corpus import WINDOW, read_voices, room_tone  # noqa: E402
 from occupancy.lab.data.rooms import rir_bank  # noqa: E402
 from occupancy.lab.evaluate import format_report, score  # noqa: E402
 from occupancy.lab.real_sound import noisy_voices, truth_folder, voice_seconds  # noqa: E402
@@ -69,6 +69,41 @@ def test_mixtures_put_at_most_one_real_voice_among_known_ones(voiced):
     assert all(np.array_equal(plain.example(i)[0], again.example(i)[0]) for i in range(8))
 
 
+def _paused_voice(rng: np.random.Generator) -> np.ndarray:
+    """One voice with its room between the words: 0.6 s of room, 0.5 s of voice, 0.8 s of room, 0.4 s of
+    voice, 0.1 s of room (the room a quiet hum 50 dB below the voice)."""
+    hum = lambda seconds: 0.001 * np.sin(2 * np.pi * 50 * np.arange(int(seconds * RATE)) / RATE).astype(np.float32)
+    return np.concatenate([hum(0.6), _speechlike(rng, 0.5, 170.0), hum(0.8), _speechlike(rng, 0.4, 170.0), hum(0.1)])
+
+
+def test_room_tone_is_the_pauses_of_a_voice_kept_clear_of_it():
+    tone = room_tone(_paused_voice(np.random.default_rng(4)))
+    # (0.6 - 0.2) + (0.8 - 2 * 0.2) s, joined by one 5-ms cross-fade; the last 0.1 s is too near the voice
+    assert abs(len(tone) - int(0.8 * RATE)) <= 0.03 * RATE
+    assert np.max(np.abs(tone)) <= 0.0011  # not a sample of the voice
+    assert len(room_tone(_speechlike(np.random.default_rng(4), 2.0, 170.0))) == 0  # pauses of 20-80 ms only
+
+
+def test_empty_rooms_and_backgrounds_are_heard_in_the_pauses_of_the_training_speech(voiced, tmp_path):
+    rng = np.random.default_rng(6)
+    for k in range(8):
+        sf.write(tmp_path / f"paused{k}.flac", _paused_voice(rng), RATE)
+    config = dataclasses.replace(voiced, voices=[*voiced.voices, str(tmp_path)])
+    splits = load_splits(config)
+    paused = {f for v in splits.voices["train"] for f in v.files() if "paused" in f}
+    assert paused  # some of them are training files
+    toned = MixtureDataset(splits, "train", length=40, seed=3, fresh=False, pause_tone_share=1.0)
+    used = [toned.metadata(i) for i in range(40)]
+    assert all(meta["noise_file"] in paused for meta in used if meta["Speakers"] == 0)  # the only ones with pauses
+    assert any(meta.get("noise_file") in paused for meta in used if meta["Speakers"] > 0)  # under speech too
+    quiet = [toned.example(i)[0] for i in range(40) if used[i]["Speakers"] == 0]
+    assert quiet and all(np.isfinite(x).all() and np.abs(x).max() > 0 for x in quiet)
+    # with no share the examples are what they always were (no extra random draws)
+    plain = MixtureDataset(splits, "train", length=40, seed=3, fresh=False)
+    again = MixtureDataset(splits, "train", length=40, seed=3, fresh=False, pause_tone_share=0.0)
+    assert all(np.array_equal(plain.example(i)[0], again.example(i)[0]) for i in range(8))
+
+
 def test_a_scene_second_with_more_talkers_than_classes_gets_the_top_class(tiny):  # noqa: F811
     scenes = MixtureDataset(load_splits(tiny), "train", recipe="scenes", length=24, seed=2, fresh=False, max_speakers=1)
     items = [(scenes[i], scenes.metadata(i)) for i in range(24)]
@@ -78,7 +113,8 @@ def test_a_scene_second_with_more_talkers_than_classes_gets_the_top_class(tiny):
 
 def test_training_with_scenes_real_voices_and_strong_noise_runs(voiced, tmp_path):
     settings = TrainSettings(arch="M3", epochs=1, batch_size=8, train_length=24, val_length=8, workers=0,
-                             scene_share=0.5, real_voice_share=0.5, min_snr_db=0.0, max_speakers=1)
+                             scene_share=0.5, real_voice_share=0.5, pause_tone_share=0.5, min_snr_db=0.0,
+                             max_speakers=1)
     best = train(Config(data=voiced), settings, tmp_path, "tiny", threads=1)
     assert best.is_file()
     with pytest.raises(Exception, match="sex"):

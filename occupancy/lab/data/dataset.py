@@ -31,6 +31,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         max_speakers: int = 3,
         real_voice_share: float = 0.0,
         snr_db: tuple[float, float] = SNR_DB,
+        pause_tone_share: float = 0.0,
     ):
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r} (choose {', '.join(SPLITS)})")
@@ -43,7 +44,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.split, self.recipe, self.length = split, recipe, length
         self.seed, self.fresh, self.max_speakers = seed, fresh, max_speakers
         self.epoch = 0
-        self.mixer = Mixer(splits, split, max_speakers, reverb_share, real_voice_share, snr_db)
+        self.mixer = Mixer(splits, split, max_speakers, reverb_share, real_voice_share, snr_db, pause_tone_share)
         if recipe in ("realistic", "scenes") and reverb_share > 0:
             # Loaded here, before DataLoader workers fork, so they share one copy.
             self.mixer.bank = rir_bank(splits.config.rir_rooms)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-from .corpus import FRAME, WINDOW, AudioCache, DataError, NoiseFile, Speaker, process_cache
+from .corpus import FRAME, WINDOW, AudioCache, Clip, DataError, NoiseFile, Speaker, process_cache
 from .rooms import RIR_LENGTH, SOURCES, RirBank
 from .splits import Splits
 
@@ -25,6 +25,7 @@ EMPTY_LOUDNESS_DBFS = (-65.0, -15.0)  # as loud as speech, and further down to n
 SNR_DB = (3.0, 30.0)
 REAL_NOISE_SHARE = 0.8  # backgrounds under speech: real recordings, else coloured noise
 PEAK = 0.99
+_MIN_TONE = WINDOW // 4  # samples: room tone shorter than this is not drawn (it would loop too often)
 _TRIES = 100  # random draws (a taken or silent speaker costs one) before giving up
 _FFT = 24576  # >= WINDOW + RIR_LENGTH - 1, and a fast FFT size (3 * 2**13)
 _LOG_FREQS = np.log(np.arange(1, WINDOW // 2 + 2, dtype=np.float32))
@@ -49,7 +50,7 @@ class Mixer:
     """Makes examples for one split; uses the process's audio cache and keeps room spectra."""
 
     def __init__(self, splits: Splits, split: str, max_speakers: int, reverb_share: float,
-                 real_voice_share: float = 0.0, snr_db: tuple[float, float] = SNR_DB):
+                 real_voice_share: float = 0.0, snr_db: tuple[float, float] = SNR_DB, pause_tone_share: float = 0.0):
         self.speakers = splits.speakers[split]
         self.real_voices = splits.voices[split] if real_voice_share > 0 else []
         self.real_voice_share = real_voice_share
@@ -57,6 +58,11 @@ class Mixer:
         self.by_sex = {sex: splits.by_sex(split, sex) for sex in ("F", "M")}
         self.noise = _by_folder(splits.noise_of(split))
         self.empty_room = _by_folder([n for n in splits.noise_of(split) if n.empty_room])
+        # the pauses of this split's speech recordings (corpora and real voices): rooms where nobody speaks,
+        # through the microphones of more than a thousand readers and recordists
+        self.pause_tone = ([f for talker in (*self.speakers, *splits.voices[split]) for f in talker.files()]
+                           if pause_tone_share > 0 else [])
+        self.pause_tone_share = pause_tone_share
         self.max_speakers = max_speakers
         self.reverb_share = reverb_share
         self.cache_mb = splits.config.cache_mb
@@ -81,6 +87,8 @@ class Mixer:
         for group in self.noise:
             for noise in group:
                 self.cache.get(noise.path, speech=False)
+        for path in self.pause_tone:
+            self.cache.room_tone(path)
         return len(self.cache)
 
     def open_cache(self) -> AudioCache:
@@ -205,38 +213,52 @@ class Mixer:
     def _background(self, rng: np.random.Generator, real: bool) -> tuple[np.ndarray, dict]:
         """Unit-RMS background: a real recording, or coloured noise (white to brown)."""
         if real:
-            noise = pick_noise(rng, self.noise)
-            x, offset = self._noise_crop(rng, noise)
-            return x / rms(x), {"noise_file": noise.path, "noise_offset": offset}
+            path, clip = self.room_sound(rng, self.noise)
+            x, offset = _crop(rng, clip)
+            return x / rms(x), {"noise_file": path, "noise_offset": offset}
         alpha = float(rng.uniform(0.0, 2.0))
         return coloured_noise(rng, alpha), {"noise_colour": round(alpha, 3)}
 
-    def _noise_crop(self, rng: np.random.Generator, noise: NoiseFile) -> tuple[np.ndarray, int]:
-        clip = self.cache.get(noise.path, speech=False)
-        if len(clip.samples) <= WINDOW:  # short room-tone pieces are looped
-            return np.resize(clip.samples, WINDOW) * np.float32(1 / 32768), 0
-        offset = int(rng.integers(len(clip.samples) - WINDOW + 1))
-        return clip.crop(offset), offset
+    def room_sound(self, rng: np.random.Generator, groups: list[list[NoiseFile]]) -> tuple[str, Clip]:
+        """A recording of sound without speech from `groups` (one of the noise folders), or, in
+        `pause_tone_share` of the draws, the pauses of a speech recording (corpus.room_tone): its path
+        and audio."""
+        if self.pause_tone and rng.random() < self.pause_tone_share:
+            for _ in range(_TRIES):
+                path = self.pause_tone[rng.integers(len(self.pause_tone))]
+                clip = self.cache.room_tone(path)
+                if len(clip.samples) >= _MIN_TONE:
+                    return path, clip
+        noise = pick_noise(rng, groups)
+        return noise.path, self.cache.get(noise.path, speech=False)
 
     def _empty_room(self, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         """Nobody speaks: real room sound, sometimes two sources or a faint microphone hiss beneath.
 
         Never synthetic noise alone: a model must not learn that 'empty' means 'white noise'.
         """
-        noise = pick_noise(rng, self.empty_room)
-        x, offset = self._noise_crop(rng, noise)
-        meta = {"noise_file": noise.path, "noise_offset": offset}
+        path, clip = self.room_sound(rng, self.empty_room)
+        x, offset = _crop(rng, clip)
+        meta = {"noise_file": path, "noise_offset": offset}
         if rng.random() < 0.4:
-            other = pick_noise(rng, self.empty_room)
-            y, other_offset = self._noise_crop(rng, other)
+            other, other_clip = self.room_sound(rng, self.empty_room)
+            y, other_offset = _crop(rng, other_clip)
             x = x + y * np.float32(rms(x) / rms(y) * 10 ** (rng.uniform(-25, -5) / 20))
-            meta.update(second_noise_file=other.path, second_noise_offset=other_offset)
+            meta.update(second_noise_file=other, second_noise_offset=other_offset)
         if rng.random() < 0.3:
             alpha = float(rng.uniform(0.0, 2.0))
             x = x + coloured_noise(rng, alpha) * np.float32(rms(x) * 10 ** (rng.uniform(-40, -20) / 20))
             meta.update(noise_colour=round(alpha, 3))
         audio, loudness = set_loudness(x, rng.uniform(*EMPTY_LOUDNESS_DBFS))
         return audio, meta_row([], "realistic", **meta, loudness_dbfs=round(loudness, 2))
+
+
+def _crop(rng: np.random.Generator, clip: Clip) -> tuple[np.ndarray, int]:
+    """A random 1-s stretch of a sound recording and its first sample; short pieces (room tone) are looped."""
+    if len(clip.samples) <= WINDOW:
+        return np.resize(clip.samples, WINDOW) * np.float32(1 / 32768), 0
+    offset = int(rng.integers(len(clip.samples) - WINDOW + 1))
+    return clip.crop(offset), offset
 
 
 def _by_folder(noise: list[NoiseFile]) -> list[list[NoiseFile]]:

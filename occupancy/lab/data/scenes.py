@@ -18,7 +18,7 @@ import scipy.signal
 
 from .corpus import FRAME, MIN_ACTIVE, WINDOW, DataError, Speaker
 from .mixing import (REAL_NOISE_SHARE, SPEECH_LOUDNESS_DBFS, VOICE_GAIN_DB, Mixer, coloured_noise, meta_row,
-                     pick_noise, rms, set_loudness)
+                     rms, set_loudness)
 from .rooms import SOURCES
 
 AMBIGUOUS = -1
@@ -182,11 +182,10 @@ def _background(mixer: Mixer, rng: np.random.Generator, n: int) -> tuple[np.ndar
     """One continuous unit-RMS background for the whole scene: a real empty-room recording (looped when
     short; never one with distant voices, as it goes on through the seconds labelled 0) or coloured noise."""
     if rng.random() < REAL_NOISE_SHARE:
-        noise = pick_noise(rng, mixer.empty_room)
-        samples = mixer.cache.get(noise.path, speech=False).samples
-        offset = int(rng.integers(len(samples)))
-        x = np.resize(np.roll(samples, -offset), n).astype(np.float32)
-        return x / max(rms(x), 1e-9), {"noise_file": noise.path, "noise_offset": offset}
+        path, clip = mixer.room_sound(rng, mixer.empty_room)
+        offset = int(rng.integers(len(clip.samples)))
+        x = np.resize(np.roll(clip.samples, -offset), n).astype(np.float32)
+        return x / max(rms(x), 1e-9), {"noise_file": path, "noise_offset": offset}
     alpha = float(rng.uniform(0.0, 2.0))
     x = np.concatenate([coloured_noise(rng, alpha) for _ in range(-(-n // WINDOW))])[:n]
     return x / rms(x), {"noise_colour": round(alpha, 3)}
