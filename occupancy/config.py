@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .models.counter import VAD_THRESHOLD
 from .paths import PROJECT_DIR, SAMPLE_RATE, WINDOW_S
 
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -51,7 +52,7 @@ class ModelConfig:
     path: str | None = _opt(None, kind="path")
     device: str = _opt("auto", choices=["auto", "cpu", "cuda"])
     vad: bool = _opt(True)
-    vad_threshold: float = _opt(0.5, low=0.0, high=1.0)
+    vad_threshold: float = _opt(VAD_THRESHOLD, low=0.0, high=1.0)
     sex: bool = _opt(False)
     batch_size: int = _opt(256, low=1, high=4096)
     threads: int = _opt(0, low=0, high=256)

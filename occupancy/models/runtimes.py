@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ModelError
-from .counter import Counter
+from .counter import VAD_THRESHOLD, Counter
 from .files import default_model_path, sex_model_path
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def cuda_available() -> bool:
 
 
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
-                 vad_threshold: float = 0.5, threads: int = 0, sex: bool = False,
+                 vad_threshold: float = VAD_THRESHOLD, threads: int = 0, sex: bool = False,
                  runtime: str | None = None) -> Counter:
     """Load a model file as a Counter; `threads` 0: all cores (ONNX Runtime) or torch's default.
 
