@@ -20,8 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .models.counter import VAD_THRESHOLD
-from .paths import PROJECT_DIR, SAMPLE_RATE, WINDOW_S
+from .paths import PROJECT_DIR, SAMPLE_RATE, VAD_THRESHOLD, WINDOW_S
 
 DEFAULT_CONFIG_NAME = "config.yaml"
 # Values renamed so that each name means one thing ("seed" was also a random seed, "report" also the

@@ -28,15 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..paths import WINDOW
+from ..paths import VAD_THRESHOLD, WINDOW
 
 VAD_FRAME = 512
 VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears a window at, where VAD_MAX_GAIN is enough to get it there
 VAD_MAX_GAIN = 10 ** (10 / 20)
-# The window's speech probability at and above which the gate lets the network count (model.vad_threshold).
-# 0.4 since counter v4: its network calls far fewer real silent seconds speech (AMI's: 44 -> 26 %), so
-# the lower threshold hears 2.7 points more one-voice seconds in rooms at no cost on AMI (RESULTS.md).
-VAD_THRESHOLD = 0.4
 
 
 class Counter:
