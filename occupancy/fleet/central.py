@@ -16,6 +16,7 @@ migrations  name TEXT PK, applied_utc: which of MIGRATIONS have run
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError, MissingExtraError, StorageError
@@ -107,6 +108,9 @@ def import_psycopg():
     except ModuleNotFoundError:
         raise MissingExtraError("the fleet commands need psycopg (PostgreSQL), which this install leaves out: "
                                 "pip install 'occupancy[fleet]'") from None
+    # psycopg warns, as it closes a pipeline on a lost connection, of the error it then raises: the one line
+    # the user gets is ours (central_error), so its own warnings stay out of every fleet command's terminal.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     return psycopg
 
 

@@ -42,9 +42,6 @@ from .central import (
 )
 
 log = logging.getLogger(__name__)
-# psycopg warns, as it closes a pipeline on a lost connection, of the error it then raises: the one line the
-# user gets is ours, so its own warnings are kept out of the terminal (seen in 1 of 2 CI runs).
-logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 DEFAULT_BATCH_HOURS = 2000  # hourly rows per central transaction
 EVENTS_PER_STEP = 100_000  # event ids the incremental pass looks at per step
