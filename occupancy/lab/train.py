@@ -66,6 +66,7 @@ class TrainSettings:
     scene_share: float = 0.0  # share of each epoch drawn from conversation scenes (lab/data/scenes.py)
     real_voice_share: float = 0.0  # realistic mixtures and scenes with one real voice of data.voices among the talkers
     pause_tone_share: float = 0.0  # empty rooms and backgrounds heard in the pauses of the training speech
+    mic_colour_share: float = 0.0  # examples heard through a random microphone's response (data/microphone.py)
     min_snr_db: float = 3.0  # lowest speech-to-background ratio of realistic mixtures and scenes (up to 30 dB)
     sex_head: bool = False
     patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
@@ -106,7 +107,8 @@ def _datasets(config: Config, s: TrainSettings):
     if s.sex_head and s.real_voice_share > 0:
         raise OccupancyError("--real-voice-share: the real voices have no known sex, so a sex-head model cannot "
                              "learn from them (use 0 with --sex-head)")
-    for flag, share in (("--real-voice-share", s.real_voice_share), ("--pause-tone-share", s.pause_tone_share)):
+    for flag, share in (("--real-voice-share", s.real_voice_share), ("--pause-tone-share", s.pause_tone_share),
+                        ("--mic-colour-share", s.mic_colour_share)):
         if not 0 <= share <= 1:
             raise OccupancyError(f"{flag}: must be between 0 and 1, got {share}")
     if not 0 <= s.min_snr_db < 30:
@@ -117,7 +119,7 @@ def _datasets(config: Config, s: TrainSettings):
     lengths = {s.recipe: s.train_length - sum(lengths.values()), **lengths}
     seeds = {s.recipe: s.seed, "paper": s.seed + 1, "scenes": s.seed + 3}  # + 2 is validation's
     mixing = dict(reverb_share=s.reverb_share, max_speakers=s.max_speakers, real_voice_share=s.real_voice_share,
-                  snr_db=(s.min_snr_db, 30.0), pause_tone_share=s.pause_tone_share)
+                  snr_db=(s.min_snr_db, 30.0), pause_tone_share=s.pause_tone_share, mic_colour_share=s.mic_colour_share)
     parts = [MixtureDataset(splits, split="train", recipe=recipe, length=length, seed=seeds[recipe], fresh=True,
                             **mixing)
              for recipe, length in lengths.items() if length > 0]

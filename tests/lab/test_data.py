@@ -321,3 +321,24 @@ def test_room_bank_is_the_same_on_every_build():
     first, second = simulate_bank(1, seed=3), simulate_bank(1, seed=3)
     assert np.array_equal(first.rirs, second.rirs)
     assert not np.array_equal(first.rirs, simulate_bank(1, seed=4).rirs)
+
+
+def test_a_microphone_share_colours_windows_without_changing_the_mixture(tiny):
+    splits = load_splits(tiny)
+    plain = MixtureDataset(splits, "validation", length=24, seed=5, fresh=False)
+    coloured = MixtureDataset(splits, "validation", length=24, seed=5, fresh=False, mic_colour_share=1.0)
+    unset = MixtureDataset(splits, "validation", length=24, seed=5, fresh=False, mic_colour_share=0.0)
+    shapes = []
+    for i in range(24):
+        (a, meta_a), (b, meta_b) = plain.example(i), coloured.example(i)
+        assert meta_b["microphone"] == "random" and meta_a["microphone"] == ""
+        # the same voices, rooms and noise, the same level, a different spectrum
+        assert {k: v for k, v in meta_a.items() if k != "microphone"} == {k: v for k, v in meta_b.items() if k != "microphone"}
+        assert abs(np.sqrt(np.mean(a**2)) - np.sqrt(np.mean(b**2))) <= 0.02 * np.sqrt(np.mean(a**2)) + 1e-7
+        spectra = [np.abs(np.fft.rfft(x)) ** 2 + 1e-12 for x in (a, b)]
+        bands = [np.log10([s[lo:hi].sum() for lo, hi in ((50, 300), (300, 3000), (3000, 8000))]) for s in spectra]
+        shapes.append(np.max(np.abs(bands[1] - bands[0])))
+        assert np.array_equal(a, unset.example(i)[0])  # no share: no draw, the examples they always were
+    assert np.median(shapes) > 0.1  # a tenth of a decade (1 dB) in some band: every microphone sounds different
+    with pytest.raises(DataError, match="microphone colour share"):
+        MixtureDataset(splits, "validation", length=4, mic_colour_share=1.5)

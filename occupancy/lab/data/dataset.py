@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .corpus import DataError
+from .microphone import colour
 from .mixing import RECIPES, SNR_DB, Mixer
 from .scenes import scene_example
 from .rooms import rir_bank
@@ -32,18 +33,21 @@ class MixtureDataset(torch.utils.data.Dataset):
         real_voice_share: float = 0.0,
         snr_db: tuple[float, float] = SNR_DB,
         pause_tone_share: float = 0.0,
+        mic_colour_share: float = 0.0,
     ):
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r} (choose {', '.join(SPLITS)})")
         if recipe not in RECIPES:
             raise DataError(f"unknown recipe {recipe!r} (choose {', '.join(RECIPES)})")
-        if not 0.0 <= reverb_share <= 1.0:
-            raise DataError(f"reverb share must be between 0 and 1, got {reverb_share}")
+        for name, share in (("reverb", reverb_share), ("microphone colour", mic_colour_share)):
+            if not 0.0 <= share <= 1.0:
+                raise DataError(f"{name} share must be between 0 and 1, got {share}")
         if max_speakers < 1 or length < 0:
             raise DataError("max_speakers must be >= 1 and length >= 0")
         self.split, self.recipe, self.length = split, recipe, length
         self.seed, self.fresh, self.max_speakers = seed, fresh, max_speakers
         self.epoch = 0
+        self.mic_colour_share = mic_colour_share
         self.mixer = Mixer(splits, split, max_speakers, reverb_share, real_voice_share, snr_db, pause_tone_share)
         if recipe in ("realistic", "scenes") and reverb_share > 0:
             # Loaded here, before DataLoader workers fork, so they share one copy.
@@ -77,6 +81,11 @@ class MixtureDataset(torch.utils.data.Dataset):
             audio, meta = scene_example(self.mixer, rng, self.count_of(index))
         else:
             audio, meta = self.mixer.make(self.recipe, rng, self.count_of(index))
+        # drawn last, and only with a share: the mixture itself is what it always was
+        coloured = self.mic_colour_share > 0 and rng.random() < self.mic_colour_share
+        if coloured:
+            audio = colour(audio, rng)
+        meta.update(microphone="random" if coloured else "")
         meta.update(split=self.split, index=index, seed=self.seed, epoch=epoch)
         return audio, meta
 

@@ -287,7 +287,7 @@ COLUMNS = (
     "Speakers", "Speakers Sex", "F", "M",  # the seed paper's columns
     "recipe", "speaker_ids", "files", "offsets", "gains_db", "room", "rt60", "rir_ids",
     "noise_file", "noise_offset", "second_noise_file", "second_noise_offset", "noise_colour",
-    "snr_db", "loudness_dbfs",
+    "snr_db", "loudness_dbfs", "microphone",  # microphone: "random" where dataset.py coloured the window
     "split", "index", "seed", "epoch",  # MixtureDataset(split, seed).example(index) at this epoch rebuilds it
 )
 
