@@ -77,7 +77,8 @@ def run_dataset_make(args: argparse.Namespace, config: Config) -> int:
 TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float), ("train_length", int),
                ("val_length", int), ("reverb_share", float), ("paper_share", float), ("scene_share", float),
                ("real_voice_share", float), ("pause_tone_share", float), ("mic_colour_share", float),
-               ("min_snr_db", float), ("label_smoothing", float), ("patience", int), ("max_minutes", float), ("seed", int), ("workers", int), ("max_speakers", int))
+               ("min_snr_db", float), ("label_smoothing", float), ("patience", int), ("max_minutes", float),
+               ("seed", int), ("workers", int), ("max_speakers", int))
 
 
 def _add_train(subparsers) -> None:
