@@ -15,6 +15,7 @@ import numpy as np
 import scipy.fft
 
 from ...paths import SAMPLE_RATE
+from .mixing import rms, set_loudness
 
 HIGH_PASS_HZ = (50.0, 400.0)  # 12 dB per octave below
 LOW_PASS_HZ = (2500.0, 8000.0)  # 12-24 dB per octave above (8 kHz: the top is kept)
@@ -41,10 +42,6 @@ def microphone_gain(rng: np.random.Generator, length: int) -> np.ndarray:
 
 
 def colour(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The window as one random microphone hears it, at the same RMS level (peaks kept below 0.99)."""
+    """The window as one random microphone hears it, at the same RMS level (peaks kept below full scale)."""
     coloured = scipy.fft.irfft(scipy.fft.rfft(audio) * microphone_gain(rng, len(audio)), len(audio))
-    coloured *= np.sqrt(np.dot(audio, audio) / max(float(np.dot(coloured, coloured)), 1e-12))
-    peak = float(np.max(np.abs(coloured)))
-    if peak > 0.99:
-        coloured *= 0.99 / peak
-    return coloured.astype(np.float32)
+    return set_loudness(coloured, 20 * np.log10(rms(audio)))[0]
