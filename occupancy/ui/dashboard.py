@@ -498,7 +498,10 @@ class OccupancyApp(App):
     # --- state out (UI thread) -----------------------------------------------------------------
 
     def refresh_view(self) -> None:
-        """Copy the current state into the widgets (skipped while paused)."""
+        """Copy the current state into the widgets (skipped while paused, and once quitting has begun:
+        Textual removes the screens' widgets before it stops the app's timers)."""
+        if not self.is_running:
+            return
         self.sub_title = "PAUSED (p resumes)" if self.paused else ""
         if self.paused:
             return
@@ -557,6 +560,8 @@ class OccupancyApp(App):
             self.call_from_thread(self._show_hours, hours)
 
     def _show_hours(self, hours: list[dict]) -> None:
+        if not self.is_running:  # the read ended after quitting began
+            return
         means: list[float | None] = [None] * 24
         for hour in hours:
             means[hour["local_start"].hour] = round(hour["mean_count"], 2)

@@ -282,6 +282,17 @@ async def test_r_shows_the_hourly_table_from_the_log(tmp_path, monkeypatch):
         assert not isinstance(app.screen, ReportScreen)
 
 
+async def test_a_refresh_that_fires_while_the_app_shuts_down_draws_nothing(tmp_path, monkeypatch):
+    """Quitting removes the screens' widgets before it stops the app's timers (CI met the refresh
+    timer in between): a late tick or a late hourly read must not raise."""
+    app = fixed_app(tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await drawn(pilot)
+    assert not app.main.query("#status")  # the widgets are gone, as during the shutdown
+    app.refresh_view()
+    app._show_hours(app.read_hours())
+
+
 async def test_q_quits(tmp_path, monkeypatch):
     app = fixed_app(tmp_path, monkeypatch)
     async with app.run_test(size=(80, 24)) as pilot:
