@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .paths import PROJECT_DIR, SAMPLE_RATE, VAD_THRESHOLD, WINDOW_S
+from .paths import PROJECT_DIR, SAMPLE_RATE, VAD_LOUD_THRESHOLD, VAD_QUIET_DBFS, VAD_THRESHOLD, WINDOW_S
 
 DEFAULT_CONFIG_NAME = "config.yaml"
 # Values renamed so that each name means one thing ("seed" was also a random seed, "report" also the
@@ -52,6 +52,8 @@ class ModelConfig:
     device: str = _opt("auto", choices=["auto", "cpu", "cuda"])
     vad: bool = _opt(True)
     vad_threshold: float = _opt(VAD_THRESHOLD, low=0.0, high=1.0)
+    vad_loud_threshold: float = _opt(VAD_LOUD_THRESHOLD, low=0.0, high=1.0)
+    vad_quiet_dbfs: float = _opt(VAD_QUIET_DBFS, low=-120.0, high=0.0)
     sex: bool = _opt(False)
     batch_size: int = _opt(256, low=1, high=4096)
     threads: int = _opt(0, low=0, high=256)

@@ -14,6 +14,13 @@ from ..errors import ModelError
 from .voices import VoicesStage
 
 
+def gate_rule(model: ModelConfig):
+    """The speech gate's rule from `model.vad_threshold`, `vad_loud_threshold` and `vad_quiet_dbfs`."""
+    from ..models import GateRule
+
+    return GateRule(model.vad_threshold, model.vad_loud_threshold, model.vad_quiet_dbfs)
+
+
 def load_counter_from_config(model: ModelConfig, *, live: bool = False, runtime: str | None = None):
     """The counter `model` describes (with `model.sex`, the shipped sex-composition model unless
     `model.path` names another). `live` (monitor, replay): unless `model.threads` says otherwise,
@@ -23,7 +30,7 @@ def load_counter_from_config(model: ModelConfig, *, live: bool = False, runtime:
 
     threads = model.threads or (max(1, (os.cpu_count() or 2) - 1) if live else 0)
     counter = load_counter(
-        path=model.path, device=model.device, vad=model.vad, vad_threshold=model.vad_threshold, threads=threads,
+        path=model.path, device=model.device, vad=model.vad, gate_rule=gate_rule(model), threads=threads,
         sex=model.sex, runtime=runtime,
     )
     if model.sex and not counter.has_sex_head:

@@ -17,6 +17,7 @@ with `--peer` the peer's (pyannote's segmentation-3.0, lab/peer.py) on every rea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -210,12 +211,12 @@ def evaluate_windows(counter: Counter, windows: np.ndarray, counts: np.ndarray) 
     network = counter.count_probabilities(windows)
     result = {"network": score(network.argmax(1), counts, counter.classes)}
     if counter.vad:
-        speech = counter.speech_probability(windows) >= counter.vad_threshold
+        speech = ~counter.gate_rule.silent(counter.speech_probability(windows), windows)
         gated = np.where(speech, network.argmax(1), 0)
         result["counter"] = score(gated, counts, counter.classes)
         silent = counts == 0
         result["vad"] = {
-            "threshold": counter.vad_threshold,
+            "rule": dataclasses.asdict(counter.gate_rule),
             "speech_rate_on_non_speech": float(speech[silent].mean()) if silent.any() else None,
             "speech_rate_on_speech": float(speech[~silent].mean()) if (~silent).any() else None,
         }

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..engine.loading import gate_rule
 from ..errors import ModelError, OccupancyError
-from ..models.architectures import LogMel
 from ..models import load_counter
+from ..models.architectures import LogMel
 from ..models.files import metadata_path, onnx_path, weights_sha256
 from ..models.io import load_model
 from ..models.onnx_runtime import FRONT_END_KEY, WEIGHTS_KEY
@@ -130,8 +131,8 @@ def check_sets(config: Config, classes: list[int], mixtures: int = CHECK_MIXTURE
 def check_onnx(config: Config, weights: Path) -> dict[str, dict]:
     """Compare the ONNX companion of `weights` with PyTorch on check_sets(); ExportError if they differ."""
     model = config.model
-    pytorch = load_counter(weights, device="cpu", vad=model.vad, vad_threshold=model.vad_threshold, runtime="torch")
-    onnx = load_counter(weights, vad=model.vad, vad_threshold=model.vad_threshold, runtime="onnx")
+    pytorch = load_counter(weights, device="cpu", vad=model.vad, gate_rule=gate_rule(model), runtime="torch")
+    onnx = load_counter(weights, vad=model.vad, gate_rule=gate_rule(model), runtime="onnx")
     results = {}
     for name, windows in check_sets(config, onnx.classes).items():
         result = results[name] = compare_runtimes(pytorch, onnx, windows)

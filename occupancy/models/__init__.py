@@ -8,7 +8,7 @@ Importing this package loads no model runtime: ONNX Runtime (onnx_runtime.py) or
 (torch_runtime.py, architectures.py, io.py) is imported when a counter or a network is built.
 """
 
-from .counter import Counter
+from .counter import Counter, GateRule
 from .runtimes import load_counter
 from .files import ARCHITECTURES, DEFAULT_ARCHITECTURE, default_model_path, read_metadata, sex_model_path
 
@@ -16,6 +16,7 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_ARCHITECTURE",
     "Counter",
+    "GateRule",
     "default_model_path",
     "load_counter",
     "read_metadata",

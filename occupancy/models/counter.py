@@ -9,12 +9,17 @@ How the two stages combine, for each 1-s window:
    (models/RESULTS.md, "The gate's gain").
 2. silero-vad scores each of the window's 31 frames of 512 samples (its state reset at the window's
    start); the window's speech probability is the highest frame score.
-3. If that is below `vad_threshold` (VAD_THRESHOLD, 0.4), nobody is speaking: the window's probabilities are exactly
-   one-hot on count 0. (Windows the network already counts as 0 keep the network's probabilities:
-   the gate could not change their count, so it is not run on them.)
+3. The window is silent when that is below its threshold: `vad_threshold` (VAD_THRESHOLD, 0.4) for a
+   window quieter than `vad_quiet_dbfs` (VAD_QUIET_DBFS, -55 dBFS RMS as recorded), `vad_loud_threshold`
+   (VAD_LOUD_THRESHOLD, 0.05) for a louder one: there silero must be sure nobody speaks, because it
+   misses reverberant and far-field speech that the network hears. A silent window's probabilities are
+   exactly one-hot on count 0. (Windows the network already counts as 0 keep the network's
+   probabilities: the gate could not change their count, so it is not run on them.)
 4. Otherwise the count network's softmax is returned unchanged (it may still say 0).
-Why: count networks trained on synthetic zeros call most real silent seconds "someone speaks";
-a VAD gate fixes that (see the issue's figures) while letting the network decide 1, 2 or 3+.
+Why: count networks trained on synthetic zeros call many real silent seconds "someone speaks", most of
+them far quieter than speech (AMI's, at -73 dBFS); a VAD gate fixes that while letting the network
+decide 1, 2 or 3+. One threshold for every level traded those seconds against reverberant speech
+(models/RESULTS.md, "Counter v7").
 
 Two runtimes count this way from the same model file: ONNX Runtime (onnx_runtime.py), what monitor,
 replay and classify run on a CPU, without PyTorch; and PyTorch (torch_runtime.py), for training,
@@ -23,16 +28,37 @@ evaluation, export, bench and CUDA. This module holds what they share; runtimes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
-from ..paths import VAD_THRESHOLD, WINDOW
+from ..paths import VAD_LOUD_THRESHOLD, VAD_QUIET_DBFS, VAD_THRESHOLD, WINDOW
 
 VAD_FRAME = 512
 VAD_LEVEL = 10 ** (-20 / 20)  # RMS the VAD hears a window at, where VAD_MAX_GAIN is enough to get it there
 VAD_MAX_GAIN = 10 ** (10 / 20)
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """When the gate calls a window silent: its speech probability below `threshold` where the window is
+    quieter than `quiet_dbfs`, below `loud_threshold` elsewhere (model.vad_* in the config)."""
+
+    threshold: float = VAD_THRESHOLD
+    loud_threshold: float = VAD_LOUD_THRESHOLD
+    quiet_dbfs: float = VAD_QUIET_DBFS
+
+    def silent(self, speech: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """Which windows are silent, given their speech probabilities [B] (bool [B])."""
+        quiet = rms_dbfs(windows) < self.quiet_dbfs
+        return speech < np.where(quiet, self.threshold, self.loud_threshold)
+
+    @property
+    def enough(self) -> float:
+        """A speech probability at which no window can be silent: the gate may stop listening there."""
+        return max(self.threshold, self.loud_threshold)
 
 
 class Counter:
@@ -42,14 +68,14 @@ class Counter:
     softmax) and a `gate` with `speech_probability(windows, enough)`; the rest is common.
     """
 
-    def __init__(self, metadata: dict, path: Path, device: str, gate, vad_threshold: float):
+    def __init__(self, metadata: dict, path: Path, device: str, gate, gate_rule: GateRule):
         self.metadata = metadata
         self.path = Path(path)
         self.name = self.path.stem
         self.classes = [int(c) for c in metadata["classes"]]
         self.device = device
         self.gate = gate
-        self.vad_threshold = vad_threshold
+        self.gate_rule = gate_rule
 
     @property
     def vad(self) -> bool:
@@ -98,8 +124,8 @@ class Counter:
         if self.gate is not None and len(probs):
             voiced = np.flatnonzero(probs.argmax(axis=1) > 0)
             if len(voiced):
-                speech = self.gate.speech_probability(windows[voiced], self.vad_threshold)
-                silent = voiced[speech < self.vad_threshold]
+                speech = self.gate.speech_probability(windows[voiced], self.gate_rule.enough)
+                silent = voiced[self.gate_rule.silent(speech, windows[voiced])]
                 probs[silent] = 0.0
                 probs[silent, 0] = 1.0
         return probs.astype(np.float32)
@@ -111,6 +137,12 @@ def check_windows(windows: np.ndarray) -> np.ndarray:
     if windows.ndim != 2 or windows.shape[1] != WINDOW:
         raise ValueError(f"expected windows of shape [B, {WINDOW}], got {list(windows.shape)}")
     return windows
+
+
+def rms_dbfs(windows: np.ndarray) -> np.ndarray:
+    """Each window's RMS level in dBFS [B] (-240 for digital silence)."""
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-12))
 
 
 def level_for_gate(windows: np.ndarray) -> np.ndarray:

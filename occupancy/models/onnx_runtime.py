@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..paths import GATE_MODEL, SAMPLE_RATE
-from .counter import VAD_FRAME, Counter, level_for_gate, softmax
+from .counter import VAD_FRAME, Counter, GateRule, level_for_gate, softmax
 from .files import check_weights, export_command, metadata_path, onnx_path, read_metadata, weights_sha256
 
 BATCH = 16
@@ -148,8 +148,8 @@ class OnnxSpeechGate:
 class OnnxCounter(Counter):
     """The count network's ONNX companion, with the numpy front end where its input is 'features'."""
 
-    def __init__(self, session, metadata: dict, path: Path, gate: OnnxSpeechGate | None, vad_threshold: float):
-        super().__init__(metadata, path, "cpu", gate, vad_threshold)
+    def __init__(self, session, metadata: dict, path: Path, gate: OnnxSpeechGate | None, gate_rule: GateRule):
+        super().__init__(metadata, path, "cpu", gate, gate_rule)
         self.session = session
         front_end = session.get_modelmeta().custom_metadata_map.get(FRONT_END_KEY)
         self.front_end = LogMel(**json.loads(front_end)) if front_end else None
@@ -168,7 +168,7 @@ class OnnxCounter(Counter):
         return np.concatenate(counts), (np.concatenate(sexes) if sexes else None)
 
 
-def load_onnx_counter(weights: Path, vad: bool, vad_threshold: float, threads: int) -> OnnxCounter:
+def load_onnx_counter(weights: Path, vad: bool, gate_rule: GateRule, threads: int) -> OnnxCounter:
     """The model file's ONNX companion as a counter, refused with one line when it is missing or was
     exported from other weights than the file beside it."""
     check_weights(weights)
@@ -185,4 +185,4 @@ def load_onnx_counter(weights: Path, vad: bool, vad_threshold: float, threads: i
     if outputs[0].shape[-1] != len(metadata["classes"]) or (len(outputs) > 1) != bool(metadata.get("sex_head")):
         raise ModelError(f"{network}: its outputs do not fit {metadata_path(weights).name}; "
                          f"rebuild it with `{export_command(weights)}`")
-    return OnnxCounter(session, metadata, weights, OnnxSpeechGate() if vad else None, vad_threshold)
+    return OnnxCounter(session, metadata, weights, OnnxSpeechGate() if vad else None, gate_rule)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ModelError
-from .counter import VAD_THRESHOLD, Counter
+from .counter import Counter, GateRule
 from .files import default_model_path, sex_model_path
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def cuda_available() -> bool:
 
 
 def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool = True,
-                 vad_threshold: float = VAD_THRESHOLD, threads: int = 0, sex: bool = False,
+                 gate_rule: GateRule = GateRule(), threads: int = 0, sex: bool = False,
                  runtime: str | None = None) -> Counter:
     """Load a model file as a Counter; `threads` 0: all cores (ONNX Runtime) or torch's default.
 
@@ -45,10 +45,10 @@ def load_counter(path: str | Path | None = None, device: str = "auto", vad: bool
     if runtime == "torch":
         from .torch_runtime import load_torch_counter
 
-        counter = load_torch_counter(weights, device, vad, vad_threshold, threads)
+        counter = load_torch_counter(weights, device, vad, gate_rule, threads)
     else:
         from .onnx_runtime import load_onnx_counter
 
-        counter = load_onnx_counter(weights, vad, vad_threshold, threads)
+        counter = load_onnx_counter(weights, vad, gate_rule, threads)
     log.debug("counter %s on %s (%s), vad=%s", weights.stem, counter.device, runtime, vad)
     return counter

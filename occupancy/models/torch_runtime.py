@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..paths import SAMPLE_RATE
-from .counter import VAD_FRAME, Counter, level_for_gate
+from .counter import VAD_FRAME, Counter, GateRule, level_for_gate
 from .device import keep_freed_memory, pick_device
 from .io import load_model
 
@@ -67,8 +67,8 @@ class TorchCounter(Counter):
     spectrogram-sized intermediates no longer fit the caches)."""
 
     def __init__(self, model: torch.nn.Module, metadata: dict, path: Path, device: torch.device,
-                 gate: SpeechGate | None, vad_threshold: float, batch_size: int = 64):
-        super().__init__(metadata, path, device, gate, vad_threshold)
+                 gate: SpeechGate | None, gate_rule: GateRule, batch_size: int = 64):
+        super().__init__(metadata, path, device, gate, gate_rule)
         self.model = model.to(device).eval()
         self.batch_size = batch_size
 
@@ -86,11 +86,11 @@ class TorchCounter(Counter):
         return torch.cat(counts).numpy(), (torch.cat(sexes).numpy() if sexes else None)
 
 
-def load_torch_counter(weights: Path, device: str, vad: bool, vad_threshold: float, threads: int) -> TorchCounter:
+def load_torch_counter(weights: Path, device: str, vad: bool, gate_rule: GateRule, threads: int) -> TorchCounter:
     """The model file in PyTorch on `device`; `threads` 0 keeps torch's."""
     if threads > 0:
         torch.set_num_threads(threads)
     keep_freed_memory()
     model, metadata = load_model(weights)
     chosen = pick_device(device)
-    return TorchCounter(model, metadata, weights, chosen, SpeechGate() if vad else None, vad_threshold)
+    return TorchCounter(model, metadata, weights, chosen, SpeechGate() if vad else None, gate_rule)

@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch", reason="the PyTorch runtime needs the train
 
 from occupancy.engine.audio import read_audio  # noqa: E402
 from occupancy.errors import ModelError  # noqa: E402
-from occupancy.models import ARCHITECTURES, load_counter  # noqa: E402
+from occupancy.models import ARCHITECTURES, GateRule, load_counter  # noqa: E402
+from occupancy.models.counter import rms_dbfs  # noqa: E402
 from occupancy.models.architectures import _BODIES, PAPER_TABLE, build_model, count_parameters  # noqa: E402
 from occupancy.models.io import load_model, save_model  # noqa: E402
 from occupancy.sample import SAMPLE_AUDIO  # noqa: E402
@@ -148,19 +149,40 @@ def test_predict_refuses_wrong_window_length(saved):
         load_counter(path, vad=False, runtime="torch").predict(np.zeros((2, 8000), np.float32))
 
 
-def test_vad_gates_silence_and_real_noise_to_zero(saved, shared_data):
-    """Digital silence and real non-speech recordings are count 0 whatever the network says."""
-    _, path = saved
-    counter = load_counter(path, device="cpu", vad=True, runtime="torch")
+def real_noise(shared_data) -> np.ndarray:
+    """Digital silence and five real non-speech recordings (1 s each, as recorded: -54..-35 dBFS)."""
     names = ["ambient_engine/city_traffic_distant.flac", "ambient_engine/wind_metal_squeaks.flac",
              "max_audio_classifier/rain.flac", "max_audio_classifier/typing.flac", "speech_commands/running_tap.flac"]
-    noise_files = [shared_data / "noise" / n for n in names]
-    noise = [read_audio(p)[:16000] for p in noise_files]
+    noise = [read_audio(shared_data / "noise" / n)[:16000] for n in names]
     noise = np.stack([np.pad(n, (0, 16000 - len(n))) for n in noise])
-    windows = np.concatenate([np.zeros((1, 16000), np.float32), noise])
-    probs = counter.predict(windows)
+    return np.concatenate([np.zeros((1, 16000), np.float32), noise])
+
+
+def test_vad_gates_silence_and_quiet_real_noise_to_zero(saved, shared_data):
+    """Below model.vad_quiet_dbfs, silence and real non-speech are count 0 whatever the network says."""
+    _, path = saved
+    counter = load_counter(path, device="cpu", vad=True, runtime="torch")
+    windows = real_noise(shared_data)
+    quiet = windows * 10 ** ((counter.gate_rule.quiet_dbfs - 5 - rms_dbfs(windows)) / 20)[:, None]
+    probs = counter.predict(quiet.astype(np.float32))
     assert np.array_equal(probs.argmax(axis=1), np.zeros(len(windows)))
     assert np.allclose(probs[:, 0], 1.0)
+
+
+def test_above_the_quiet_level_the_gate_silences_only_what_silero_is_sure_of(saved, shared_data):
+    """Louder windows are silenced only below model.vad_loud_threshold: the rest is the network's to count."""
+    _, path = saved
+    windows = real_noise(shared_data)[1:]
+    assert (rms_dbfs(windows) > GateRule().quiet_dbfs).all()
+    network = load_counter(path, device="cpu", vad=False, runtime="torch").count_probabilities(windows)
+    assert (network.argmax(axis=1) > 0).all()  # the untrained network hears voices in all of them
+    silenced = []
+    for loud in (0.05, 0.4):
+        counter = load_counter(path, device="cpu", gate_rule=GateRule(loud_threshold=loud), runtime="torch")
+        counted = counter.predict(windows).argmax(axis=1)
+        assert np.array_equal(counted == 0, counter.speech_probability(windows) < loud)
+        silenced.append((counted == 0).sum())
+    assert silenced[0] < silenced[1]  # silero scores such noise 0.07-0.26: a real difference
 
 
 def test_vad_lets_real_speech_through(saved, shared_data):

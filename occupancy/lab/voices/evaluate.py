@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ...config import Config
+from ...engine.loading import gate_rule
 from ...models import load_counter
 from ...models.voices import DistinctVoices, VoiceEncoder
 from ..data.corpus import WINDOW
@@ -100,7 +101,7 @@ def evaluate_voices(config: Config, *, split: str = "test", conditions: tuple[st
                     scenes: int = 88, singles: int = 32, seed: int = 1234, encoder: VoiceEncoder | None = None,
                     progress: Callable[[str], None] = log.info) -> dict:
     """Every condition's scores, bar verdicts and stage cost, as JSON-ready data."""
-    counter = load_counter(config.model.path, vad=config.model.vad, vad_threshold=config.model.vad_threshold,
+    counter = load_counter(config.model.path, vad=config.model.vad, gate_rule=gate_rule(config.model),
                            threads=config.model.threads, runtime="onnx")
     encoder = encoder or VoiceEncoder()
     voices = DistinctVoices(encoder, horizon_s=HORIZON_S)

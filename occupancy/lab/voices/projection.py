@@ -29,6 +29,7 @@ import torch
 from safetensors.numpy import save_file
 
 from ...config import Config
+from ...engine.loading import gate_rule
 from ...models import load_counter
 from ...models.voices import MIN_SUPPORT, SUPPORT_SHARE, count_voices, voice_features
 from ..data.corpus import FRAME, WINDOW
@@ -117,7 +118,7 @@ def training_crops(mixer, rng: np.random.Generator, crops: int, rooms: np.ndarra
 def tuning_readings(config: Config, network, mean: np.ndarray, matrix: np.ndarray, scenes: int, singles: int,
                     seed: int) -> dict[str, tuple[list[int], np.ndarray]]:
     """condition -> (truths, readings [scenes, SETTINGS]) over train and validation speakers' scenes."""
-    counter = load_counter(config.model.path, vad=config.model.vad, vad_threshold=config.model.vad_threshold,
+    counter = load_counter(config.model.path, vad=config.model.vad, gate_rule=gate_rule(config.model),
                            runtime="onnx")
     out = {}
     for condition in TUNE_CONDITIONS:
