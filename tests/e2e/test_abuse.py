@@ -251,6 +251,11 @@ def test_report_reads_a_log_on_a_disk_that_filled_up(tmp_path, capsys):
     """The log's last batches still sit in its -wal on a full disk: the reader must not grow the
     memory-mapped WAL index there (that was a SIGBUS, exit 135)."""
     with ext4_disk(tmp_path, size_mb=4) as disk:
+        # Leave less room than the log needs (about 0.5 MB of rows, and its -wal beside them): whether the
+        # -wal alone outgrew a bare 4-MB disk depended on when SQLite checkpointed (a fresh clone's CI
+        # once logged all 2,700 windows).
+        fs = os.statvfs(disk)
+        (disk / "filler").write_bytes(bytes(fs.f_bavail * fs.f_frsize - 384 * 1024))
         db = disk / "log.db"
         config = tmp_path / "config.yaml"
         config.write_text("storage:\n  flush_interval_s: 0.1\n")
