@@ -24,15 +24,11 @@ import numpy as np
 
 from occupancy.engine.audio import read_audio
 from occupancy.models import load_counter
+from occupancy.models.counter import rms_dbfs
 from occupancy.paths import SAMPLE_RATE
 
 LEVELS_DBFS = (-70, -65, -60, -55, -50, -45, -40, -35, -30, -25, -20, -15, -10, -6)
 WINDOW = SAMPLE_RATE
-
-
-def window_levels(windows: np.ndarray) -> np.ndarray:
-    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-    return 20 * np.log10(np.maximum(rms, 1e-6))
 
 
 def labelled(audio: Path, truth_rows: list[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +70,7 @@ def at_level(windows: np.ndarray, counts: np.ndarray, level: float) -> np.ndarra
     """The recording with one gain putting its speech seconds' median level (all seconds' for
     non-speech) at `level` dBFS, clipped at full scale as a sound card would."""
     reference = counts > 0 if (counts > 0).any() else np.ones(len(counts), bool)
-    gain = 10 ** ((level - np.median(window_levels(windows[reference]))) / 20)
+    gain = 10 ** ((level - np.median(rms_dbfs(windows[reference]))) / 20)
     return np.clip(windows * gain, -1.0, 1.0).astype(np.float32)
 
 

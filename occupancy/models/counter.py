@@ -140,9 +140,10 @@ def check_windows(windows: np.ndarray) -> np.ndarray:
 
 
 def rms_dbfs(windows: np.ndarray) -> np.ndarray:
-    """Each window's RMS level in dBFS [B] (-240 for digital silence)."""
+    """Each window's RMS level in dBFS [B], as the level meter and `check` read it (-120 for digital
+    silence)."""
     rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-    return 20 * np.log10(np.maximum(rms, 1e-12))
+    return 20 * np.log10(np.maximum(rms, 1e-6))
 
 
 def level_for_gate(windows: np.ndarray) -> np.ndarray:
