@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch", reason="the PyTorch runtime needs the train
 from occupancy.engine.audio import read_audio  # noqa: E402
 from occupancy.errors import ModelError  # noqa: E402
 from occupancy.models import ARCHITECTURES, GateRule, load_counter  # noqa: E402
-from occupancy.models.counter import rms_dbfs  # noqa: E402
 from occupancy.models.architectures import _BODIES, PAPER_TABLE, build_model, count_parameters  # noqa: E402
+from occupancy.models.counter import rms_dbfs  # noqa: E402
 from occupancy.models.io import load_model, save_model  # noqa: E402
 from occupancy.sample import SAMPLE_AUDIO  # noqa: E402
 
