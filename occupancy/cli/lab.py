@@ -78,7 +78,7 @@ TRAIN_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("weight_dec
                ("val_length", int), ("reverb_share", float), ("paper_share", float), ("scene_share", float),
                ("real_voice_share", float), ("pause_tone_share", float), ("mic_colour_share", float),
                ("min_snr_db", float), ("label_smoothing", float), ("patience", int), ("max_minutes", float),
-               ("seed", int), ("workers", int), ("max_speakers", int))
+               ("seed", int), ("workers", int), ("max_speakers", int), ("table_rooms", int))
 
 
 def _add_train(subparsers) -> None:

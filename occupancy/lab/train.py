@@ -67,6 +67,7 @@ class TrainSettings:
     real_voice_share: float = 0.0  # realistic mixtures and scenes with one real voice of data.voices among the talkers
     pause_tone_share: float = 0.0  # empty rooms and backgrounds heard in the pauses of the training speech
     mic_colour_share: float = 0.0  # examples heard through a random microphone's response (data/microphone.py)
+    table_rooms: int = 0  # meeting rooms (microphone on a table, talkers 0.6-2 m away) beside the room bank
     min_snr_db: float = 3.0  # lowest speech-to-background ratio of realistic mixtures and scenes (up to 30 dB)
     sex_head: bool = False
     patience: int = 6  # epochs without a better validation accuracy before stopping; 0: never
@@ -121,7 +122,7 @@ def _datasets(config: Config, s: TrainSettings):
     mixing = dict(reverb_share=s.reverb_share, max_speakers=s.max_speakers, real_voice_share=s.real_voice_share,
                   snr_db=(s.min_snr_db, 30.0), pause_tone_share=s.pause_tone_share, mic_colour_share=s.mic_colour_share)
     parts = [MixtureDataset(splits, split="train", recipe=recipe, length=length, seed=seeds[recipe], fresh=True,
-                            **mixing)
+                            table_rooms=s.table_rooms, **mixing)
              for recipe, length in lengths.items() if length > 0]
     val = MixtureDataset(splits, split="validation", recipe=s.recipe, length=s.val_length, seed=s.seed + 2,
                          fresh=False, **mixing)

@@ -323,6 +323,32 @@ def test_room_bank_is_the_same_on_every_build():
     assert not np.array_equal(first.rirs, simulate_bank(1, seed=4).rirs)
 
 
+def test_table_rooms_hear_seated_talkers_near_the_microphone_and_join_the_training_bank(tmp_path, monkeypatch):
+    """The "table" layout (a meeting's microphone on the table): every talker's direct sound arrives
+    within 2.1 m of travel (2 m across the floor, the rest in height; pyroomacoustics delays every
+    response by 40 samples) and carries more of the response's energy than where talkers stand anywhere.
+    Training joins those rooms after the test sets' rooms, whose numbers stay."""
+    from occupancy.lab.data.rooms import TABLE_SEED, rir_bank, simulate_bank, training_bank
+
+    def direct_share(bank):
+        peaks = np.argmax(np.abs(bank.rirs), axis=2)
+        near = [np.sum(h[max(p - 40, 0):p + 40] ** 2) for room, ps in zip(bank.rirs, peaks) for h, p in zip(room, ps)]
+        return peaks, float(np.median(near))  # each response has unit energy
+
+    table, anywhere = simulate_bank(3, seed=TABLE_SEED, layout="table"), simulate_bank(3, seed=TABLE_SEED)
+    peaks, table_share = direct_share(table)
+    assert peaks.max() <= 40 + 16000 * 2.1 / 343 and table.rt60.max() <= 0.8
+    assert table_share > direct_share(anywhere)[1]
+    with pytest.raises(ValueError, match="layout"):
+        simulate_bank(1, seed=0, layout="stage")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    joined = training_bank(2, table_rooms=1)
+    assert joined.rooms == 3 and np.array_equal(joined.rirs[:2], rir_bank(2).rirs)
+    assert np.array_equal(joined.rirs[2:], rir_bank(1, TABLE_SEED, "table").rirs)
+    assert training_bank(2).rooms == 2
+
+
 def test_a_microphone_share_colours_windows_without_changing_the_mixture(tiny):
     splits = load_splits(tiny)
     plain = MixtureDataset(splits, "validation", length=24, seed=5, fresh=False)

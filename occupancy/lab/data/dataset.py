@@ -13,7 +13,7 @@ from .corpus import DataError
 from .microphone import colour
 from .mixing import RECIPES, SNR_DB, Mixer
 from .scenes import scene_example
-from .rooms import rir_bank
+from .rooms import training_bank
 from .splits import SPLITS, Splits
 
 
@@ -34,6 +34,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         snr_db: tuple[float, float] = SNR_DB,
         pause_tone_share: float = 0.0,
         mic_colour_share: float = 0.0,
+        table_rooms: int = 0,
     ):
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r} (choose {', '.join(SPLITS)})")
@@ -42,8 +43,8 @@ class MixtureDataset(torch.utils.data.Dataset):
         for name, share in (("reverb", reverb_share), ("microphone colour", mic_colour_share)):
             if not 0.0 <= share <= 1.0:
                 raise DataError(f"{name} share must be between 0 and 1, got {share}")
-        if max_speakers < 1 or length < 0:
-            raise DataError("max_speakers must be >= 1 and length >= 0")
+        if max_speakers < 1 or length < 0 or table_rooms < 0:
+            raise DataError("max_speakers must be >= 1, length and table_rooms >= 0")
         self.split, self.recipe, self.length = split, recipe, length
         self.seed, self.fresh, self.max_speakers = seed, fresh, max_speakers
         self.epoch = 0
@@ -51,7 +52,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.mixer = Mixer(splits, split, max_speakers, reverb_share, real_voice_share, snr_db, pause_tone_share)
         if recipe in ("realistic", "scenes") and reverb_share > 0:
             # Loaded here, before DataLoader workers fork, so they share one copy.
-            self.mixer.bank = rir_bank(splits.config.rir_rooms)
+            self.mixer.bank = training_bank(splits.config.rir_rooms, table_rooms)
 
     def __len__(self) -> int:
         return self.length
