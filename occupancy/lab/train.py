@@ -112,6 +112,8 @@ def _datasets(config: Config, s: TrainSettings):
                         ("--mic-colour-share", s.mic_colour_share)):
         if not 0 <= share <= 1:
             raise OccupancyError(f"{flag}: must be between 0 and 1, got {share}")
+    if s.table_rooms < 0:
+        raise OccupancyError(f"--table-rooms: must be at least 0, got {s.table_rooms}")
     if not 0 <= s.min_snr_db < 30:
         raise OccupancyError(f"--min-snr-db: must be at least 0 and below 30 dB, got {s.min_snr_db}")
     splits = load_splits(config.data)

@@ -234,3 +234,10 @@ def test_old_preset_and_recipe_names_are_accepted_with_a_notice(capsys):
     assert (args.preset, args.recipe) == ("paper", "paper")
     err = capsys.readouterr().err
     assert "preset 'report' is now called 'paper'" in err and "recipe 'seed' is now called 'paper'" in err
+
+
+def test_a_negative_number_of_table_rooms_is_a_one_line_error(tmp_path, capsys):
+    """Checked before any data is read, so it needs none."""
+    assert main(["train", "--table-rooms", "-1", "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "occupancy: error: --table-rooms: must be at least 0, got -1"

@@ -99,29 +99,31 @@ def simulate_bank(rooms: int, seed: int, layout: str = "anywhere") -> RirBank:
     rirs = np.zeros((rooms, SOURCES, RIR_LENGTH), dtype=np.float32)
     rt60 = rng.uniform(0.2, 1.0, rooms) if layout == "anywhere" else rng.uniform(0.25, 0.8, rooms)
     for r in range(rooms):
-        if layout == "anywhere":
-            dims = np.array([rng.uniform(3, 15), rng.uniform(3, 12), rng.uniform(2.4, 4.5)])
-        else:
-            dims = np.array([rng.uniform(4.5, 10), rng.uniform(3.5, 8), rng.uniform(2.4, 3.5)])
+        dims, talkers, microphone = _positions(rng, layout)
         absorption, _ = pra.inverse_sabine(rt60[r], dims)
         room = pra.ShoeBox(
             dims, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=3, ray_tracing=True
         )
         room.set_ray_tracing(n_rays=3000)
-        if layout == "anywhere":
-            for _ in range(SOURCES):
-                room.add_source(_inside(rng, dims, heights=(1.0, 1.9)))
-            room.add_microphone(_inside(rng, dims, heights=(0.8, dims[2] - 0.1)))
-        else:
-            table = np.array([rng.uniform(1.5, dims[0] - 1.5), rng.uniform(1.5, dims[1] - 1.5), rng.uniform(0.72, 0.8)])
-            for _ in range(SOURCES):
-                room.add_source(_seated(rng, dims, table))
-            room.add_microphone(list(table))
+        for talker in talkers:
+            room.add_source(talker)
+        room.add_microphone(microphone)
         room.compute_rir()
         for s in range(SOURCES):
             h = np.asarray(room.rir[0][s][:RIR_LENGTH], dtype=np.float32)
             rirs[r, s, : len(h)] = h / max(float(np.sqrt(np.sum(h**2))), 1e-9)
     return RirBank(rirs, rt60.astype(np.float32))
+
+
+def _positions(rng: np.random.Generator, layout: str) -> tuple[np.ndarray, list[list[float]], list[float]]:
+    """A room's size, its SOURCES talkers' mouths and its microphone, for the layout."""
+    if layout == "anywhere":
+        dims = np.array([rng.uniform(3, 15), rng.uniform(3, 12), rng.uniform(2.4, 4.5)])
+        talkers = [_inside(rng, dims, heights=(1.0, 1.9)) for _ in range(SOURCES)]
+        return dims, talkers, _inside(rng, dims, heights=(0.8, dims[2] - 0.1))
+    dims = np.array([rng.uniform(4.5, 10), rng.uniform(3.5, 8), rng.uniform(2.4, 3.5)])
+    table = np.array([rng.uniform(1.5, dims[0] - 1.5), rng.uniform(1.5, dims[1] - 1.5), rng.uniform(0.72, 0.8)])
+    return dims, [_seated(rng, dims, table) for _ in range(SOURCES)], list(table)
 
 
 def _seated(rng: np.random.Generator, dims: np.ndarray, table: np.ndarray) -> list[float]:
